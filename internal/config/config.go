@@ -1,0 +1,300 @@
+// Package config turns the environment into one validated Config. Every
+// setting has a documented default; an invalid value fails at start with the
+// variable's name, so a typo never silently becomes a default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole runtime configuration of crs.
+type Config struct {
+	// Host and Port are where `crs serve` listens (HOST, PORT).
+	Host string
+	Port int
+	// DataDir holds the SQLite database, generated secrets, init.json and
+	// the usage spool (DATA_DIR).
+	DataDir string
+	// AdminUsername and AdminPassword seed the admin login on first start
+	// (ADMIN_USERNAME, ADMIN_PASSWORD); random when empty.
+	AdminUsername string
+	AdminPassword string
+	// LogLevel is debug, info, warn or error (LOG_LEVEL).
+	LogLevel string
+	// EncryptionKey seals credentials at rest (ENCRYPTION_KEY, ≥ 32
+	// characters); generated into DataDir when unset.
+	EncryptionKey string
+	// JWTSecret signs admin sessions (JWT_SECRET); generated when unset.
+	JWTSecret string
+	// ClaudeAPIURL is the base URL of Claude accounts that have none
+	// (CLAUDE_API_URL).
+	ClaudeAPIURL string
+	// Location is the zone of daily usage boundaries (TIMEZONE, an IANA
+	// name); the machine's zone when unset.
+	Location *time.Location
+	// TrustProxy lists the peers whose X-Forwarded-For is believed
+	// (TRUST_PROXY, comma-separated CIDRs or addresses).
+	TrustProxy []netip.Prefix
+	// MaxBodyBytes bounds a client request body (REQUEST_MAX_SIZE_MB).
+	MaxBodyBytes int64
+	// StickyTTL is how long a conversation stays on its account without
+	// use (STICKY_SESSION_TTL_HOURS).
+	StickyTTL time.Duration
+	// MaxAttempts bounds the accounts tried for one request before its
+	// first byte (UPSTREAM_MAX_ATTEMPTS).
+	MaxAttempts int
+	// FirstEventTimeout bounds the wait for an upstream's first real event
+	// (UPSTREAM_FIRST_EVENT_TIMEOUT, a Go duration).
+	FirstEventTimeout time.Duration
+	// FailoverDeadline bounds all attempts of one request together
+	// (UPSTREAM_FAILOVER_DEADLINE, a Go duration).
+	FailoverDeadline time.Duration
+	// ShutdownTimeout bounds the drain of in-flight streams on SIGTERM
+	// (SHUTDOWN_TIMEOUT, a Go duration).
+	ShutdownTimeout time.Duration
+}
+
+// Var documents one environment variable for `crs serve --help`.
+type Var struct {
+	Name, Default, Doc string
+}
+
+// Vars lists every variable Load reads, in the order of the help text.
+var Vars = []Var{
+	{"HOST", "0.0.0.0", "listen address"},
+	{"PORT", "3000", "listen port"},
+	{"DATA_DIR", "./data", "state: SQLite database, generated secrets, init.json, usage spool"},
+	{"ADMIN_USERNAME", "admin", "admin login created on first start"},
+	{"ADMIN_PASSWORD", "(random)", "admin password set on first start; printed once and kept in DATA_DIR/init.json until changed"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"ENCRYPTION_KEY", "(generated)", "≥ 32 characters; seals upstream credentials; generated once into DATA_DIR/encryption.key"},
+	{"JWT_SECRET", "(generated)", "signs admin sessions; generated once into DATA_DIR/jwt.secret"},
+	{"CLAUDE_API_URL", "https://api.anthropic.com", "base URL of Claude accounts that have none"},
+	{"TIMEZONE", "(machine zone)", "IANA zone for daily usage boundaries, e.g. Asia/Shanghai"},
+	{"TRUST_PROXY", "(none)", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted"},
+	{"REQUEST_MAX_SIZE_MB", "60", "largest accepted request body, MiB"},
+	{"STICKY_SESSION_TTL_HOURS", "1", "how long a conversation keeps its account without use"},
+	{"UPSTREAM_MAX_ATTEMPTS", "3", "accounts tried for one request before its first byte"},
+	{"UPSTREAM_FIRST_EVENT_TIMEOUT", "120s", "wait for an upstream's first event before failing over"},
+	{"UPSTREAM_FAILOVER_DEADLINE", "180s", "all attempts of one request together"},
+	{"SHUTDOWN_TIMEOUT", "30s", "drain time for in-flight streams on SIGTERM"},
+}
+
+// Load reads the configuration through getenv (os.Getenv in production,
+// a map in tests). Secrets may stay empty here; EnsureSecrets fills them.
+func Load(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		Host:              p.str("HOST", "0.0.0.0"),
+		Port:              p.intRange("PORT", 3000, 1, 65535),
+		DataDir:           p.str("DATA_DIR", "./data"),
+		AdminUsername:     p.str("ADMIN_USERNAME", "admin"),
+		AdminPassword:     getenv("ADMIN_PASSWORD"),
+		LogLevel:          p.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		EncryptionKey:     getenv("ENCRYPTION_KEY"),
+		JWTSecret:         getenv("JWT_SECRET"),
+		ClaudeAPIURL:      p.baseURL("CLAUDE_API_URL", "https://api.anthropic.com"),
+		Location:          p.zone("TIMEZONE"),
+		TrustProxy:        p.prefixes("TRUST_PROXY"),
+		MaxBodyBytes:      int64(p.intRange("REQUEST_MAX_SIZE_MB", 60, 1, 4096)) << 20,
+		StickyTTL:         time.Duration(p.intRange("STICKY_SESSION_TTL_HOURS", 1, 1, 24*30)) * time.Hour,
+		MaxAttempts:       p.intRange("UPSTREAM_MAX_ATTEMPTS", 3, 1, 20),
+		FirstEventTimeout: p.duration("UPSTREAM_FIRST_EVENT_TIMEOUT", 120*time.Second),
+		FailoverDeadline:  p.duration("UPSTREAM_FAILOVER_DEADLINE", 180*time.Second),
+		ShutdownTimeout:   p.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
+	}
+	if c.EncryptionKey != "" && len(c.EncryptionKey) < 32 {
+		p.fail("ENCRYPTION_KEY", "must be at least 32 characters")
+	}
+	if c.Host != "" && net.ParseIP(c.Host) == nil && strings.ContainsAny(c.Host, " /:") {
+		p.fail("HOST", "not a host name or IP address: "+strconv.Quote(c.Host))
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// Addr is the listen address.
+func (c Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) fail(name, why string) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %s", name, why))
+}
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) intRange(name string, def, lo, hi int) int {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(name, fmt.Sprintf("want a whole number from %d to %d, got %q", lo, hi, v))
+		return def
+	}
+	return n
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(name, fmt.Sprintf("want a positive duration such as 30s or 2m, got %q", v))
+		return def
+	}
+	return d
+}
+
+func (p *parser) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(p.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, fmt.Sprintf("want one of %s, got %q", strings.Join(allowed, ", "), v))
+	return def
+}
+
+func (p *parser) baseURL(name, def string) string {
+	v := p.str(name, def)
+	if err := CheckBaseURL(v); err != nil {
+		p.fail(name, err.Error())
+		return def
+	}
+	return strings.TrimRight(v, "/")
+}
+
+// CheckBaseURL accepts an absolute http(s) URL without query or fragment.
+func CheckBaseURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("want an http:// or https:// URL such as https://api.anthropic.com, got %q", v)
+	}
+	return nil
+}
+
+func (p *parser) zone(name string) *time.Location {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return time.Local
+	}
+	loc, err := time.LoadLocation(v)
+	if err != nil {
+		p.fail(name, fmt.Sprintf("unknown IANA time zone %q", v))
+		return time.Local
+	}
+	return loc
+}
+
+func (p *parser) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range strings.Split(p.getenv(name), ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				p.fail(name, fmt.Sprintf("%q is not an IP address or CIDR", f))
+				continue
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		pr, err := netip.ParsePrefix(f)
+		if err != nil {
+			p.fail(name, fmt.Sprintf("%q is not an IP address or CIDR", f))
+			continue
+		}
+		out = append(out, pr.Masked())
+	}
+	return out
+}
+
+// Secret file names inside DataDir.
+const (
+	EncryptionKeyFile = "encryption.key"
+	JWTSecretFile     = "jwt.secret"
+)
+
+// EnsureSecrets fills EncryptionKey and JWTSecret: from the environment if
+// set, else from their files in DataDir, else freshly generated into those
+// files (mode 0600). It returns the names of the secrets it generated, so
+// the first start can say so. DataDir is created (0700) if missing.
+func (c *Config) EnsureSecrets(random func(n int) string) (generated []string, err error) {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("DATA_DIR: %w", err)
+	}
+	for _, s := range []struct {
+		env, file string
+		val       *string
+	}{
+		{"ENCRYPTION_KEY", EncryptionKeyFile, &c.EncryptionKey},
+		{"JWT_SECRET", JWTSecretFile, &c.JWTSecret},
+	} {
+		if *s.val != "" {
+			continue
+		}
+		path := filepath.Join(c.DataDir, s.file)
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			v := strings.TrimSpace(string(b))
+			if len(v) < 32 {
+				return generated, fmt.Errorf("%s: %s holds fewer than 32 characters", s.env, path)
+			}
+			*s.val = v
+		case errors.Is(err, os.ErrNotExist):
+			v := random(32)
+			if err := writeNew(path, []byte(v+"\n")); err != nil {
+				return generated, fmt.Errorf("%s: %w", s.env, err)
+			}
+			*s.val = v
+			generated = append(generated, s.env)
+		default:
+			return generated, fmt.Errorf("%s: %w", s.env, err)
+		}
+	}
+	return generated, nil
+}
+
+// writeNew creates path with mode 0600, failing if it exists, so two
+// processes starting at once cannot both generate a different secret.
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

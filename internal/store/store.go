@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the whole persistent state. The embedded backend (sqlite) and the
+// shared backend (redis) implement it and pass the same suite in storetest;
+// nothing outside internal/store knows which one runs.
+type Store interface {
+	Keys
+	Accounts
+	Usage
+	Sticky
+	AdminAuth
+
+	// Backend names the implementation ("sqlite", "redis").
+	Backend() string
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+	// ChangeVersion returns a number that changes whenever keys, accounts
+	// or the admin change, also when another process (the CLI) changed
+	// them. Callers poll it to invalidate caches. Usage writes and
+	// last-used touches do not change it.
+	ChangeVersion(ctx context.Context) (uint64, error)
+	Close() error
+}
+
+// Keys stores relay keys.
+type Keys interface {
+	// CreateKey stores k; ErrConflict if its ID or Hash exists.
+	CreateKey(ctx context.Context, k Key) error
+	GetKey(ctx context.Context, id KeyID) (Key, error)
+	// KeyByHash finds a key by its hash, soft-deleted ones included.
+	KeyByHash(ctx context.Context, hash string) (Key, error)
+	// ListKeys returns keys ordered by creation; soft-deleted ones only
+	// when includeDeleted.
+	ListKeys(ctx context.Context, includeDeleted bool) ([]Key, error)
+	// UpdateKey replaces the mutable fields (Name, Disabled, Tags,
+	// ExpiresAt, DeletedAt) of the key with k.ID.
+	UpdateKey(ctx context.Context, k Key) error
+	// PurgeKey removes the key for good.
+	PurgeKey(ctx context.Context, id KeyID) error
+	// TouchKeys sets last_used_at for many keys at once.
+	TouchKeys(ctx context.Context, used map[KeyID]time.Time) error
+}
+
+// Accounts stores upstream accounts.
+type Accounts interface {
+	CreateAccount(ctx context.Context, a Account) error
+	GetAccount(ctx context.Context, id AccountID) (Account, error)
+	// ListAccounts returns all accounts ordered by creation.
+	ListAccounts(ctx context.Context) ([]Account, error)
+	// UpdateAccount replaces every field but ID and CreatedAt.
+	UpdateAccount(ctx context.Context, a Account) error
+	DeleteAccount(ctx context.Context, id AccountID) error
+	// SetCooldown records (or, with kind CooldownNone, clears) a cooldown.
+	SetCooldown(ctx context.Context, id AccountID, kind CooldownKind, until time.Time, reason string) error
+	// TouchAccounts sets last_used_at for many accounts at once.
+	TouchAccounts(ctx context.Context, used map[AccountID]time.Time) error
+}
+
+// Usage stores usage records and their rollups.
+type Usage interface {
+	// InsertUsage stores records in one transaction, skipping any whose
+	// (RequestID, Attempt) is already stored, and adds each new one to its
+	// hourly and daily rollups in the same transaction. It returns how
+	// many were new.
+	InsertUsage(ctx context.Context, recs []UsageRecord) (int, error)
+	// ListUsage returns records in the filter, newest first, at most limit.
+	ListUsage(ctx context.Context, f UsageFilter, limit int) ([]UsageRecord, error)
+	// SummarizeUsage totals records per key, per account and per model.
+	SummarizeUsage(ctx context.Context, f UsageFilter) (UsageSummary, error)
+	// Rollups returns rollup rows of granularity g with Period in [from, to).
+	Rollups(ctx context.Context, g Granularity, from, to time.Time) ([]Rollup, error)
+}
+
+// Sticky maps a conversation to the account that served it.
+type Sticky interface {
+	// GetSticky returns the account bound to session, if the binding lives.
+	GetSticky(ctx context.Context, session string) (AccountID, bool, error)
+	// SetSticky binds session to id for ttl (renewing it).
+	SetSticky(ctx context.Context, session string, id AccountID, ttl time.Duration) error
+	DeleteSticky(ctx context.Context, session string) error
+}
+
+// AdminAuth stores the admin login and sessions.
+type AdminAuth interface {
+	// GetAdmin returns ErrNotFound before the first start created one.
+	GetAdmin(ctx context.Context) (Admin, error)
+	SetAdmin(ctx context.Context, a Admin) error
+	CreateSession(ctx context.Context, s AdminSession) error
+	// GetSession returns ErrNotFound for unknown or expired sessions.
+	GetSession(ctx context.Context, tokenHash string) (AdminSession, error)
+	DeleteSession(ctx context.Context, tokenHash string) error
+}

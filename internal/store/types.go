@@ -1,0 +1,233 @@
+// Package store defines the persistent state of crs and the interfaces its
+// backends implement. It imports nothing of ours: the types here are plain
+// data, and every package above it speaks them.
+package store
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a key, account or session does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a unique value (a key hash, a name) is taken.
+var ErrConflict = errors.New("conflict")
+
+// KeyID identifies a relay key. IDs are opaque strings.
+type KeyID string
+
+// AccountID identifies an upstream account. IDs are opaque strings.
+type AccountID string
+
+// Platform names an upstream family.
+type Platform string
+
+// Platforms known to crs.
+const (
+	PlatformClaude Platform = "claude"
+	PlatformOpenAI Platform = "openai"
+	PlatformGemini Platform = "gemini"
+	PlatformDroid  Platform = "droid"
+)
+
+// AccountType says how an account authenticates upstream.
+type AccountType string
+
+// Account types.
+const (
+	TypeAPIKey     AccountType = "api-key"
+	TypeOAuth      AccountType = "oauth"
+	TypeSetupToken AccountType = "setup-token"
+)
+
+// Key is a relay key (cr_…). Only the SHA-256 of the key is stored.
+type Key struct {
+	ID         KeyID
+	Name       string
+	Hash       string // hex SHA-256 of the whole key string
+	Hint       string // last 4 characters of the key, for display
+	Disabled   bool
+	Tags       []string
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	ExpiresAt  *time.Time
+	DeletedAt  *time.Time // soft delete; purge removes the row
+}
+
+// Key statuses as shown to users.
+const (
+	KeyActive   = "active"
+	KeyDisabled = "disabled"
+	KeyExpired  = "expired"
+	KeyDeleted  = "deleted"
+)
+
+// Status reports the key's state at now.
+func (k Key) Status(now time.Time) string {
+	switch {
+	case k.DeletedAt != nil:
+		return KeyDeleted
+	case k.Disabled:
+		return KeyDisabled
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return KeyExpired
+	}
+	return KeyActive
+}
+
+// CooldownKind says why an account is resting; it decides the status shown.
+type CooldownKind string
+
+// Cooldown kinds. The empty kind means no cooldown.
+const (
+	CooldownNone           CooldownKind = ""
+	CooldownTransient      CooldownKind = "cooling_down"    // 5xx, 529, timeouts
+	CooldownRateLimited    CooldownKind = "rate_limited"    // 429 with a reset
+	CooldownCredentialDead CooldownKind = "credential_dead" // 401/403
+	CooldownBlocked        CooldownKind = "blocked"         // organization disabled
+)
+
+// Account statuses as shown to users.
+const (
+	AccountActive   = "active"
+	AccountDisabled = "disabled"
+)
+
+// Account is an upstream account. Secrets are sealed (encrypted) by the
+// caller before they reach the store; the store never sees plaintext.
+type Account struct {
+	ID             AccountID
+	Name           string
+	Platform       Platform
+	Type           AccountType
+	Priority       int // 1–100, lower first
+	Disabled       bool
+	Unschedulable  bool   // kept out of scheduling while still enabled
+	BaseURL        string // API root; empty means the platform default
+	SealedSecret   []byte // sealed credential (API key, or OAuth JSON)
+	SealedProxy    []byte // sealed proxy URL; empty means direct
+	CooldownUntil  *time.Time
+	CooldownKind   CooldownKind
+	CooldownReason string
+	LastUsedAt     *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// Status reports the account's state at now: active, disabled, or the
+// cooldown kind while a cooldown runs.
+func (a Account) Status(now time.Time) string {
+	if a.Disabled {
+		return AccountDisabled
+	}
+	if a.CooldownKind != CooldownNone && a.CooldownUntil != nil && now.Before(*a.CooldownUntil) {
+		return string(a.CooldownKind)
+	}
+	return AccountActive
+}
+
+// Available reports whether the scheduler may pick the account at now.
+func (a Account) Available(now time.Time) bool {
+	return a.Status(now) == AccountActive && !a.Unschedulable
+}
+
+// UsageRecord is one upstream response that reported usage. (RequestID,
+// Attempt) is unique: inserting the same pair twice stores it once.
+type UsageRecord struct {
+	RequestID     string
+	Attempt       int
+	KeyID         KeyID
+	AccountID     AccountID
+	Model         string
+	Input         int64
+	Output        int64
+	CacheWrite5m  int64
+	CacheWrite1h  int64
+	CacheRead     int64
+	CostPico      int64 // cost in 1e-12 USD: exact integer money
+	Stream        bool
+	Status        int   // HTTP status the upstream answered with
+	LatencyMs     int64 // request start to last byte
+	FirstByteMs   int64 // request start to first upstream event
+	ClientAborted bool  // the client went away before the end
+	CreatedAt     time.Time
+}
+
+// Counters are summed token and cost figures.
+type Counters struct {
+	Requests     int64
+	Input        int64
+	Output       int64
+	CacheWrite5m int64
+	CacheWrite1h int64
+	CacheRead    int64
+	CostPico     int64
+}
+
+// Add adds one record's figures to c.
+func (c *Counters) Add(r UsageRecord) {
+	c.Requests++
+	c.Input += r.Input
+	c.Output += r.Output
+	c.CacheWrite5m += r.CacheWrite5m
+	c.CacheWrite1h += r.CacheWrite1h
+	c.CacheRead += r.CacheRead
+	c.CostPico += r.CostPico
+}
+
+// UsageFilter narrows a usage query. Zero fields do not filter.
+type UsageFilter struct {
+	KeyID     KeyID
+	AccountID AccountID
+	From, To  time.Time // [From, To) on the record time; zero = unbounded
+}
+
+// UsageRow is a Counters total for one key, account or model.
+type UsageRow struct {
+	KeyID     KeyID
+	AccountID AccountID
+	Model     string
+	Counters
+}
+
+// UsageSummary groups totals three ways.
+type UsageSummary struct {
+	Keys     []UsageRow
+	Accounts []UsageRow
+	Models   []UsageRow
+}
+
+// Granularity selects hourly or daily rollups.
+type Granularity string
+
+// Rollup granularities.
+const (
+	Hourly Granularity = "hour"
+	Daily  Granularity = "day"
+)
+
+// Rollup is the total for one (period, key, account, model). Period is the
+// bucket start: an hour in UTC, or midnight of a day in the store's zone.
+type Rollup struct {
+	Period    time.Time
+	KeyID     KeyID
+	AccountID AccountID
+	Model     string
+	Counters
+}
+
+// Admin is the single admin login.
+type Admin struct {
+	Username     string
+	PasswordHash string // bcrypt
+	UpdatedAt    time.Time
+}
+
+// AdminSession is a logged-in admin. Only a hash of the token is stored.
+type AdminSession struct {
+	TokenHash string
+	Username  string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
