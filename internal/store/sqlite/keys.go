@@ -1,0 +1,180 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+const keyColumns = `id, name, hash, hint, disabled, tags, created_at, last_used_at, expires_at, deleted_at`
+
+// CreateKey stores k; store.ErrConflict if its ID or Hash exists.
+func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
+	tags, err := encodeTags(k.Tags)
+	if err != nil {
+		return err
+	}
+	_, err = s.write.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		string(k.ID), k.Name, k.Hash, k.Hint, boolInt(k.Disabled), tags,
+		ms(k.CreatedAt), msPtr(k.LastUsedAt), msPtr(k.ExpiresAt), msPtr(k.DeletedAt))
+	if isUnique(err) {
+		return fmt.Errorf("sqlite: create key %q: %w", k.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: create key %q: %w", k.ID, err)
+	}
+	return nil
+}
+
+// GetKey returns the key with id, soft-deleted or not.
+func (s *Store) GetKey(ctx context.Context, id store.KeyID) (store.Key, error) {
+	row := s.read.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, string(id))
+	k, err := scanKey(row)
+	if err != nil {
+		return store.Key{}, fmt.Errorf("sqlite: get key %q: %w", id, err)
+	}
+	return k, nil
+}
+
+// KeyByHash finds a key by its hash, soft-deleted ones included.
+func (s *Store) KeyByHash(ctx context.Context, hash string) (store.Key, error) {
+	row := s.read.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE hash = ?`, hash)
+	k, err := scanKey(row)
+	if err != nil {
+		// The hash stays out of the message: it identifies a credential.
+		return store.Key{}, fmt.Errorf("sqlite: key by hash: %w", err)
+	}
+	return k, nil
+}
+
+// ListKeys returns keys ordered by creation (ties in insertion order);
+// soft-deleted ones only when includeDeleted.
+func (s *Store) ListKeys(ctx context.Context, includeDeleted bool) ([]store.Key, error) {
+	q := `SELECT ` + keyColumns + ` FROM keys`
+	if !includeDeleted {
+		q += ` WHERE deleted_at IS NULL`
+	}
+	q += ` ORDER BY created_at, rowid`
+	rows, err := s.read.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list keys: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Key
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list keys: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateKey replaces the mutable fields (Name, Disabled, Tags, ExpiresAt,
+// DeletedAt) of the key with k.ID; the others in k are ignored.
+func (s *Store) UpdateKey(ctx context.Context, k store.Key) error {
+	tags, err := encodeTags(k.Tags)
+	if err != nil {
+		return err
+	}
+	res, err := s.write.ExecContext(ctx,
+		`UPDATE keys SET name = ?, disabled = ?, tags = ?, expires_at = ?, deleted_at = ? WHERE id = ?`,
+		k.Name, boolInt(k.Disabled), tags, msPtr(k.ExpiresAt), msPtr(k.DeletedAt), string(k.ID))
+	if err != nil {
+		return fmt.Errorf("sqlite: update key %q: %w", k.ID, err)
+	}
+	return rowsAffectedOrNotFound(res, fmt.Sprintf("update key %q", k.ID))
+}
+
+// PurgeKey removes the key for good. Its usage records stay: they are
+// history, and name the key only by ID.
+func (s *Store) PurgeKey(ctx context.Context, id store.KeyID) error {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM keys WHERE id = ?`, string(id))
+	if err != nil {
+		return fmt.Errorf("sqlite: purge key %q: %w", id, err)
+	}
+	return rowsAffectedOrNotFound(res, fmt.Sprintf("purge key %q", id))
+}
+
+// TouchKeys sets last_used_at for many keys in one transaction. Keys that
+// no longer exist are skipped: a purge may race a batched touch.
+func (s *Store) TouchKeys(ctx context.Context, used map[store.KeyID]time.Time) error {
+	if len(used) == 0 {
+		return nil
+	}
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE keys SET last_used_at = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for id, t := range used {
+			if _, err := st.ExecContext(ctx, ms(t), string(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: touch keys: %w", err)
+	}
+	return nil
+}
+
+// scanner is the Scan method shared by *sql.Row and *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// scanKey reads one row of keyColumns; a missing row is store.ErrNotFound.
+func scanKey(r scanner) (store.Key, error) {
+	var (
+		k                          store.Key
+		id                         string
+		disabled                   int
+		tags                       string
+		created                    int64
+		lastUsed, expires, deleted sql.NullInt64
+	)
+	err := r.Scan(&id, &k.Name, &k.Hash, &k.Hint, &disabled, &tags, &created, &lastUsed, &expires, &deleted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Key{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Key{}, err
+	}
+	k.ID = store.KeyID(id)
+	k.Disabled = disabled != 0
+	if err := json.Unmarshal([]byte(tags), &k.Tags); err != nil {
+		return store.Key{}, fmt.Errorf("key %q: tags: %w", id, err)
+	}
+	if len(k.Tags) == 0 {
+		k.Tags = nil
+	}
+	k.CreatedAt = fromMs(created)
+	k.LastUsedAt = fromNullMs(lastUsed)
+	k.ExpiresAt = fromNullMs(expires)
+	k.DeletedAt = fromNullMs(deleted)
+	return k, nil
+}
+
+// encodeTags stores tags as a JSON array; nil and empty both become "[]".
+func encodeTags(tags []string) (string, error) {
+	if len(tags) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(tags)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: tags: %w", err)
+	}
+	return string(b), nil
+}

@@ -1,0 +1,203 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order; the schema version (PRAGMA user_version)
+// is the number applied so far. Never edit a released migration: append a
+// new one, so every existing file reaches the same schema.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE meta (
+	name  TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (name, value) VALUES ('change_version', 0);
+
+-- Times are unix milliseconds (INTEGER); NULL means unset.
+CREATE TABLE keys (
+	id           TEXT PRIMARY KEY,
+	name         TEXT NOT NULL,
+	hash         TEXT NOT NULL UNIQUE,
+	hint         TEXT NOT NULL,
+	disabled     INTEGER NOT NULL DEFAULT 0,
+	tags         TEXT NOT NULL DEFAULT '[]', -- JSON array of strings
+	created_at   INTEGER NOT NULL,
+	last_used_at INTEGER,
+	expires_at   INTEGER,
+	deleted_at   INTEGER
+);
+CREATE INDEX keys_created ON keys (created_at);
+
+CREATE TABLE accounts (
+	id              TEXT PRIMARY KEY,
+	name            TEXT NOT NULL,
+	platform        TEXT NOT NULL,
+	type            TEXT NOT NULL,
+	priority        INTEGER NOT NULL,
+	disabled        INTEGER NOT NULL DEFAULT 0,
+	unschedulable   INTEGER NOT NULL DEFAULT 0,
+	base_url        TEXT NOT NULL DEFAULT '',
+	sealed_secret   BLOB,
+	sealed_proxy    BLOB,
+	cooldown_until  INTEGER,
+	cooldown_kind   TEXT NOT NULL DEFAULT '',
+	cooldown_reason TEXT NOT NULL DEFAULT '',
+	last_used_at    INTEGER,
+	created_at      INTEGER NOT NULL,
+	updated_at      INTEGER NOT NULL
+);
+CREATE INDEX accounts_created ON accounts (created_at);
+
+CREATE TABLE admin (
+	id            INTEGER PRIMARY KEY CHECK (id = 1),
+	username      TEXT NOT NULL,
+	password_hash TEXT NOT NULL,
+	updated_at    INTEGER NOT NULL
+);
+
+CREATE TABLE admin_sessions (
+	token_hash TEXT PRIMARY KEY,
+	username   TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX admin_sessions_expires ON admin_sessions (expires_at);
+
+CREATE TABLE usage_records (
+	id             INTEGER PRIMARY KEY,
+	request_id     TEXT NOT NULL,
+	attempt        INTEGER NOT NULL,
+	key_id         TEXT NOT NULL,
+	account_id     TEXT NOT NULL,
+	model          TEXT NOT NULL,
+	input          INTEGER NOT NULL,
+	output         INTEGER NOT NULL,
+	cache_write_5m INTEGER NOT NULL,
+	cache_write_1h INTEGER NOT NULL,
+	cache_read     INTEGER NOT NULL,
+	cost_pico      INTEGER NOT NULL,
+	stream         INTEGER NOT NULL,
+	status         INTEGER NOT NULL,
+	latency_ms     INTEGER NOT NULL,
+	first_byte_ms  INTEGER NOT NULL,
+	client_aborted INTEGER NOT NULL,
+	created_at     INTEGER NOT NULL,
+	UNIQUE (request_id, attempt)
+);
+CREATE INDEX usage_records_created ON usage_records (created_at);
+CREATE INDEX usage_records_key ON usage_records (key_id, created_at);
+CREATE INDEX usage_records_account ON usage_records (account_id, created_at);
+
+-- period is the bucket start in unix ms: the UTC hour, or midnight of the
+-- day in the store's zone. label is the same bucket for people reading the
+-- file with the sqlite3 shell ("2025-01-02T15Z", "2025-01-02").
+CREATE TABLE usage_rollups (
+	granularity    TEXT NOT NULL,
+	period         INTEGER NOT NULL,
+	label          TEXT NOT NULL,
+	key_id         TEXT NOT NULL,
+	account_id     TEXT NOT NULL,
+	model          TEXT NOT NULL,
+	requests       INTEGER NOT NULL,
+	input          INTEGER NOT NULL,
+	output         INTEGER NOT NULL,
+	cache_write_5m INTEGER NOT NULL,
+	cache_write_1h INTEGER NOT NULL,
+	cache_read     INTEGER NOT NULL,
+	cost_pico      INTEGER NOT NULL,
+	PRIMARY KEY (granularity, period, key_id, account_id, model)
+) WITHOUT ROWID;
+
+-- change_version: bumped on every change callers cache (keys, accounts,
+-- admin). last_used_at is left out of the UPDATE OF lists on purpose:
+-- touches happen on every request and must not flush caches.
+CREATE TRIGGER keys_ins AFTER INSERT ON keys BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER keys_del AFTER DELETE ON keys BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER keys_upd AFTER UPDATE OF
+	id, name, hash, hint, disabled, tags, created_at, expires_at, deleted_at
+ON keys BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+
+CREATE TRIGGER accounts_ins AFTER INSERT ON accounts BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER accounts_del AFTER DELETE ON accounts BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER accounts_upd AFTER UPDATE OF
+	id, name, platform, type, priority, disabled, unschedulable, base_url,
+	sealed_secret, sealed_proxy, cooldown_until, cooldown_kind,
+	cooldown_reason, created_at, updated_at
+ON accounts BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+
+CREATE TRIGGER admin_ins AFTER INSERT ON admin BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER admin_del AFTER DELETE ON admin BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER admin_upd AFTER UPDATE ON admin BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+`,
+}
+
+// schemaVersion is the version a fully migrated file has.
+var schemaVersion = len(migrations)
+
+// migrate brings the file to schemaVersion. The version is read inside the
+// write transaction, so two processes opening a new file at once cannot
+// both apply the same migration.
+func (s *Store) migrate(ctx context.Context) error {
+	for {
+		done, err := s.migrateOne(ctx)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// migrateOne applies the next pending migration, if any, in its own
+// transaction together with the new user_version.
+func (s *Store) migrateOne(ctx context.Context) (done bool, err error) {
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			return err
+		}
+		switch {
+		case v > schemaVersion:
+			return fmt.Errorf("schema version %d is newer than this binary's %d; upgrade crs", v, schemaVersion)
+		case v == schemaVersion:
+			done = true
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		// PRAGMA takes no bound parameters; v+1 is our own integer.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return done, nil
+}

@@ -1,0 +1,202 @@
+// Package storetest is the conformance suite every store.Store backend
+// must pass. It tests the contract written in internal/store (the doc
+// comments of store.Store and its parts), not any backend's internals, so
+// the embedded and the shared backend behave alike to everything above
+// them.
+//
+// A backend's test calls Run with a function that opens a new, empty store:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store {
+//			s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "crs.db"),
+//				sqlite.Options{Location: storetest.Zone()})
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+package storetest
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// Zone returns the time zone the stores under test must use for daily
+// rollups. It is a fixed UTC+05:45 zone: not UTC, and its midnights fall
+// off the hour, so a backend that derives days from UTC or from hourly
+// buckets fails.
+func Zone() *time.Location {
+	return time.FixedZone("UTC+05:45", 5*3600+45*60)
+}
+
+// Run runs the whole suite. open must return a new, empty store for each
+// call, whose daily rollups use Zone() and whose clock is the real one, and
+// arrange (with t.Cleanup) to close it.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Basics", testBasics},
+		{"KeyRoundTrip", testKeyRoundTrip},
+		{"KeyConflict", testKeyConflict},
+		{"KeyNotFound", testKeyNotFound},
+		{"ListKeys", testListKeys},
+		{"UpdateKey", testUpdateKey},
+		{"PurgeKey", testPurgeKey},
+		{"TouchKeys", testTouchKeys},
+		{"AccountRoundTrip", testAccountRoundTrip},
+		{"AccountConflict", testAccountConflict},
+		{"AccountNotFound", testAccountNotFound},
+		{"ListAccounts", testListAccounts},
+		{"UpdateAccount", testUpdateAccount},
+		{"SetCooldown", testSetCooldown},
+		{"TouchAccounts", testTouchAccounts},
+		{"DeleteAccount", testDeleteAccount},
+		{"ChangeVersion", testChangeVersion},
+		{"UsageRoundTrip", testUsageRoundTrip},
+		{"UsageIdempotent", testUsageIdempotent},
+		{"ListUsage", testListUsage},
+		{"SummarizeUsage", testSummarizeUsage},
+		{"RollupsEqualRecords", testRollupsEqualRecords},
+		{"RollupDayBoundary", testRollupDayBoundary},
+		{"RollupRange", testRollupRange},
+		{"Sticky", testSticky},
+		{"StickyTTL", testStickyTTL},
+		{"Admin", testAdmin},
+		{"Sessions", testSessions},
+		{"SessionExpiry", testSessionExpiry},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, open(t))
+		})
+	}
+}
+
+// base is the suite's reference instant. Every time the suite stores has
+// whole milliseconds, the precision the contract can rely on.
+var base = time.Date(2025, time.March, 10, 9, 15, 0, 0, time.UTC)
+
+// at returns base plus d.
+func at(d time.Duration) time.Time { return base.Add(d) }
+
+// ptr returns a pointer to t.
+func ptr(t time.Time) *time.Time { return &t }
+
+// nowMs is the real clock truncated to milliseconds.
+func nowMs() time.Time { return time.Now().Truncate(time.Millisecond) }
+
+func testBasics(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if s.Backend() == "" {
+		t.Error("Backend() is empty")
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Ping(cancelled); err == nil {
+		t.Error("Ping with a cancelled context succeeded")
+	}
+	if _, err := s.ChangeVersion(ctx); err != nil {
+		t.Errorf("ChangeVersion: %v", err)
+	}
+}
+
+// must fails the test at once on err.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantErr fails the test unless errors.Is(err, target).
+func wantErr(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Errorf("%s: error %v, want %v", what, err, target)
+	}
+}
+
+// utc copies an optional time into UTC, so values equal as instants
+// compare equal with reflect.DeepEqual.
+func utc(p *time.Time) *time.Time {
+	if p == nil {
+		return nil
+	}
+	u := p.UTC()
+	return &u
+}
+
+// normKey puts a key in a canonical form for comparison: UTC times, and
+// an empty tag list as nil.
+func normKey(k store.Key) store.Key {
+	k.CreatedAt = k.CreatedAt.UTC()
+	k.LastUsedAt = utc(k.LastUsedAt)
+	k.ExpiresAt = utc(k.ExpiresAt)
+	k.DeletedAt = utc(k.DeletedAt)
+	if len(k.Tags) == 0 {
+		k.Tags = nil
+	}
+	return k
+}
+
+// normAccount puts an account in a canonical form for comparison.
+func normAccount(a store.Account) store.Account {
+	a.CreatedAt = a.CreatedAt.UTC()
+	a.UpdatedAt = a.UpdatedAt.UTC()
+	a.LastUsedAt = utc(a.LastUsedAt)
+	a.CooldownUntil = utc(a.CooldownUntil)
+	if len(a.SealedSecret) == 0 {
+		a.SealedSecret = nil
+	}
+	if len(a.SealedProxy) == 0 {
+		a.SealedProxy = nil
+	}
+	return a
+}
+
+// normRecord puts a usage record in a canonical form for comparison.
+func normRecord(r store.UsageRecord) store.UsageRecord {
+	r.CreatedAt = r.CreatedAt.UTC()
+	return r
+}
+
+func sameKey(t *testing.T, what string, got, want store.Key) {
+	t.Helper()
+	if g, w := normKey(got), normKey(want); !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, g, w)
+	}
+}
+
+func sameAccount(t *testing.T, what string, got, want store.Account) {
+	t.Helper()
+	if g, w := normAccount(got), normAccount(want); !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, g, w)
+	}
+}
+
+// waitUntil polls cond every 5ms until it holds or 3s pass, for effects
+// of the real clock (TTLs) that a backend may apply a little late.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
