@@ -1,0 +1,308 @@
+package admin
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/crs-relay/crs/internal/config"
+	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// Account priorities: lower is tried first.
+const (
+	MinPriority     = 1
+	MaxPriority     = 100
+	DefaultPriority = 50
+)
+
+// maxSecretLen bounds a pasted credential; real API keys are ~100 bytes.
+const maxSecretLen = 8192
+
+// AccountView is an upstream account as shown to users and scripts (`crs
+// accounts list --json`, GET /admin/accounts). It never carries the
+// credential; the proxy URL has its password masked.
+type AccountView struct {
+	ID             store.AccountID   `json:"id"`
+	Name           string            `json:"name"`
+	Platform       store.Platform    `json:"platform"`
+	Type           store.AccountType `json:"type"`
+	Priority       int               `json:"priority"`
+	Status         string            `json:"status"` // active|cooling_down|rate_limited|blocked|credential_dead|disabled
+	CooldownUntil  *time.Time        `json:"cooldown_until"`
+	CooldownReason string            `json:"cooldown_reason"`
+	Schedulable    bool              `json:"schedulable"`
+	BaseURL        string            `json:"base_url"` // "" means the platform default
+	Proxy          string            `json:"proxy"`    // redacted; "" means direct
+	HasSecret      bool              `json:"has_secret"`
+	LastUsedAt     *time.Time        `json:"last_used_at"`
+	CreatedAt      time.Time         `json:"created_at"`
+}
+
+// AccountInput describes an account to add. Priority must be given
+// (front ends fill in DefaultPriority), so a typed 0 is refused rather
+// than silently becoming the default. BaseURL "" means the platform default, chosen at relay
+// time (CLAUDE_API_URL), so changing that default moves every account that
+// did not pin its own. Proxy "" means a direct connection.
+type AccountInput struct {
+	Platform string `json:"platform"`
+	Type     string `json:"type"`
+	Name     string `json:"name"`
+	APIKey   string `json:"api_key"`
+	BaseURL  string `json:"base_url"`
+	Proxy    string `json:"proxy"`
+	Priority int    `json:"priority"`
+}
+
+// AccountPatch changes an account; nil fields stay as they are. An empty
+// BaseURL returns to the platform default and an empty Proxy to a direct
+// connection; an empty APIKey is refused.
+type AccountPatch struct {
+	Name        *string
+	BaseURL     *string
+	Proxy       *string
+	APIKey      *string
+	Priority    *int
+	Disabled    *bool
+	Schedulable *bool
+}
+
+func (s *Service) accountView(a store.Account) AccountView {
+	now := s.now()
+	v := AccountView{
+		ID:          a.ID,
+		Name:        a.Name,
+		Platform:    a.Platform,
+		Type:        a.Type,
+		Priority:    a.Priority,
+		Status:      a.Status(now),
+		Schedulable: !a.Unschedulable,
+		BaseURL:     a.BaseURL,
+		HasSecret:   len(a.SealedSecret) > 0,
+		LastUsedAt:  utc(a.LastUsedAt),
+		CreatedAt:   a.CreatedAt.UTC(),
+	}
+	// A cooldown that has run out is history, not state: show it only
+	// while it still keeps the account out of scheduling (also when the
+	// account is disabled, so the admin sees what re-enabling will meet).
+	if a.CooldownKind != store.CooldownNone && a.CooldownUntil != nil && now.Before(*a.CooldownUntil) {
+		v.CooldownUntil = utc(a.CooldownUntil)
+		v.CooldownReason = a.CooldownReason
+	}
+	if len(a.SealedProxy) > 0 {
+		p, err := s.Box.Open(a.SealedProxy)
+		if err != nil {
+			// Listing must keep working when ENCRYPTION_KEY changed; the
+			// relay will report the account as broken on use.
+			v.Proxy = "(cannot decrypt: wrong ENCRYPTION_KEY?)"
+		} else {
+			v.Proxy = netx.RedactProxyURL(string(p))
+		}
+	}
+	return v
+}
+
+func checkPlatformType(platform, typ string) (store.Platform, store.AccountType, error) {
+	p := store.Platform(strings.TrimSpace(platform))
+	t := store.AccountType(strings.TrimSpace(typ))
+	switch p {
+	case store.PlatformClaude, store.PlatformOpenAI, store.PlatformGemini, store.PlatformDroid:
+	case "":
+		return "", "", invalid("platform", "must not be empty (claude, openai, gemini or droid)")
+	default:
+		return "", "", invalid("platform", "%q is not one of claude, openai, gemini, droid", p)
+	}
+	switch t {
+	case store.TypeAPIKey, store.TypeOAuth, store.TypeSetupToken:
+	case "":
+		return "", "", invalid("type", "must not be empty (api-key, oauth or setup-token)")
+	default:
+		return "", "", invalid("type", "%q is not one of api-key, oauth, setup-token", t)
+	}
+	if p != store.PlatformClaude || t != store.TypeAPIKey {
+		return "", "", invalid("type", "%s %s accounts are not supported yet (only claude api-key)", p, t)
+	}
+	return p, t, nil
+}
+
+func checkAPIKey(k string) (string, error) {
+	k = strings.TrimSpace(k)
+	switch {
+	case k == "":
+		return "", invalid("api_key", "must not be empty")
+	case len(k) > maxSecretLen:
+		return "", invalid("api_key", "longer than %d bytes", maxSecretLen)
+	case strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		// A header value cannot carry these; catching it here beats a
+		// confusing upstream 401 later.
+		return "", invalid("api_key", "must not contain spaces or control characters")
+	}
+	return k, nil
+}
+
+func checkBaseURL(u string) (string, error) {
+	u = strings.TrimSpace(u)
+	if u == "" {
+		return "", nil
+	}
+	if err := config.CheckBaseURL(u); err != nil {
+		return "", invalid("base_url", "%s", err.Error())
+	}
+	u = strings.TrimRight(u, "/")
+	if strings.HasSuffix(u, "/v1/messages") || strings.HasSuffix(u, "/v1") {
+		return "", invalid("base_url", "give the API root (such as https://api.anthropic.com); the relay appends /v1/messages")
+	}
+	return u, nil
+}
+
+func checkProxy(p string) (string, error) {
+	if err := netx.ValidateProxyURL(p); err != nil {
+		return "", invalid("proxy", "%s", err.Error())
+	}
+	return p, nil
+}
+
+func checkPriority(p int) (int, error) {
+	if p < MinPriority || p > MaxPriority {
+		return 0, invalid("priority", "want a whole number from %d to %d, got %d", MinPriority, MaxPriority, p)
+	}
+	return p, nil
+}
+
+// AddAccount validates in, seals its credential and proxy, and stores the
+// account. Only Claude API-key accounts are accepted for now; the other
+// platform/type pairs are refused with a clear "not supported yet".
+func (s *Service) AddAccount(ctx context.Context, in AccountInput) (AccountView, error) {
+	platform, typ, err := checkPlatformType(in.Platform, in.Type)
+	if err != nil {
+		return AccountView{}, err
+	}
+	name, err := checkName(in.Name)
+	if err != nil {
+		return AccountView{}, err
+	}
+	key, err := checkAPIKey(in.APIKey)
+	if err != nil {
+		return AccountView{}, err
+	}
+	base, err := checkBaseURL(in.BaseURL)
+	if err != nil {
+		return AccountView{}, err
+	}
+	proxy, err := checkProxy(in.Proxy)
+	if err != nil {
+		return AccountView{}, err
+	}
+	prio, err := checkPriority(in.Priority)
+	if err != nil {
+		return AccountView{}, err
+	}
+	now := s.now().UTC()
+	a := store.Account{
+		ID:           store.AccountID(newID("acc_")),
+		Name:         name,
+		Platform:     platform,
+		Type:         typ,
+		Priority:     prio,
+		BaseURL:      base,
+		SealedSecret: s.Box.Seal([]byte(key)),
+		SealedProxy:  s.Box.Seal([]byte(proxy)),
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	if err := s.Store.CreateAccount(ctx, a); err != nil {
+		return AccountView{}, err
+	}
+	return s.accountView(a), nil
+}
+
+// ListAccounts returns every account in creation order.
+func (s *Service) ListAccounts(ctx context.Context) ([]AccountView, error) {
+	as, err := s.Store.ListAccounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AccountView, 0, len(as))
+	for _, a := range as {
+		out = append(out, s.accountView(a))
+	}
+	return out, nil
+}
+
+// GetAccount returns one account.
+func (s *Service) GetAccount(ctx context.Context, id store.AccountID) (AccountView, error) {
+	a, err := s.Store.GetAccount(ctx, id)
+	if err != nil {
+		return AccountView{}, err
+	}
+	return s.accountView(a), nil
+}
+
+// UpdateAccount applies p to the account. Every field is validated as in
+// AddAccount before anything is written.
+func (s *Service) UpdateAccount(ctx context.Context, id store.AccountID, p AccountPatch) (AccountView, error) {
+	a, err := s.Store.GetAccount(ctx, id)
+	if err != nil {
+		return AccountView{}, err
+	}
+	if p.Name != nil {
+		if a.Name, err = checkName(*p.Name); err != nil {
+			return AccountView{}, err
+		}
+	}
+	if p.BaseURL != nil {
+		if a.BaseURL, err = checkBaseURL(*p.BaseURL); err != nil {
+			return AccountView{}, err
+		}
+	}
+	if p.Proxy != nil {
+		proxy, err := checkProxy(*p.Proxy)
+		if err != nil {
+			return AccountView{}, err
+		}
+		a.SealedProxy = s.Box.Seal([]byte(proxy))
+	}
+	if p.APIKey != nil {
+		key, err := checkAPIKey(*p.APIKey)
+		if err != nil {
+			return AccountView{}, err
+		}
+		a.SealedSecret = s.Box.Seal([]byte(key))
+	}
+	if p.Priority != nil {
+		if a.Priority, err = checkPriority(*p.Priority); err != nil {
+			return AccountView{}, err
+		}
+	}
+	if p.Disabled != nil {
+		a.Disabled = *p.Disabled
+	}
+	if p.Schedulable != nil {
+		a.Unschedulable = !*p.Schedulable
+	}
+	a.UpdatedAt = s.now().UTC()
+	if err := s.Store.UpdateAccount(ctx, a); err != nil {
+		return AccountView{}, err
+	}
+	return s.accountView(a), nil
+}
+
+// RemoveAccount deletes an account for good (accounts have no soft delete:
+// the credential is the valuable part and should not linger). Its usage
+// records stay and show the account ID without a name.
+func (s *Service) RemoveAccount(ctx context.Context, id store.AccountID) error {
+	if _, err := s.Store.GetAccount(ctx, id); err != nil {
+		return err
+	}
+	return s.Store.DeleteAccount(ctx, id)
+}
+
+// ResetCooldown clears an account's cooldown so the scheduler may pick it
+// again at once, e.g. after the admin fixed its credential.
+func (s *Service) ResetCooldown(ctx context.Context, id store.AccountID) error {
+	if _, err := s.Store.GetAccount(ctx, id); err != nil {
+		return err
+	}
+	return s.Store.SetCooldown(ctx, id, store.CooldownNone, time.Time{}, "")
+}

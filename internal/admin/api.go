@@ -1,0 +1,626 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// maxBodyBytes bounds every admin request body; the largest legitimate one
+// (an account with a long credential) is a few KiB.
+const maxBodyBytes = 1 << 20
+
+// DefaultSessionTTL is how long an admin session lasts when APIOptions
+// does not say.
+const DefaultSessionTTL = 24 * time.Hour
+
+// APIOptions configures the admin HTTP API.
+type APIOptions struct {
+	// JWTSecret keys the HMAC that signs session tokens (JWT_SECRET).
+	// Required: NewAPI panics without it, because unsigned sessions would
+	// silently weaken every check.
+	JWTSecret string
+	// SessionTTL is a session's lifetime from login; 0 means
+	// DefaultSessionTTL.
+	SessionTTL time.Duration
+	// ClientIP returns the client address used to throttle logins; the
+	// server passes one that honours TRUST_PROXY. nil means the host part
+	// of r.RemoteAddr.
+	ClientIP func(*http.Request) string
+	// DataDir is where init.json lives; a password change removes the
+	// initial password from it. "" skips that step.
+	DataDir string
+	// Logger receives internal errors (never secrets or bodies); nil
+	// discards.
+	Logger *slog.Logger
+	// PasswordCost is the bcrypt work factor of password hashes the API
+	// writes (on a password change); 0 means bcrypt.DefaultCost. Only
+	// tests lower it: bcrypt is slow by design, more so under -race.
+	PasswordCost int
+}
+
+// API is the admin JSON API under /admin/. Construct it with NewAPI and
+// mount every Route it returns.
+type API struct {
+	svc      *Service
+	opts     APIOptions
+	log      *slog.Logger
+	sess     *sessions
+	throttle *loginThrottle
+}
+
+// Route is one admin endpoint for the server's ServeMux. Public routes
+// (only login) need no session; every other Handler already refuses a
+// request without a valid Bearer session, so mounting a Route can never
+// expose it unauthenticated.
+type Route struct {
+	Method  string // "" for any method
+	Pattern string // stdlib ServeMux pattern, e.g. "GET /admin/keys/{id}"
+	Public  bool
+	Handler http.Handler
+}
+
+// NewAPI builds the admin API on svc. It uses svc.Now as its clock (for
+// sessions and the login throttle) so tests can move time.
+func NewAPI(svc *Service, opts APIOptions) *API {
+	if opts.JWTSecret == "" {
+		panic("admin: NewAPI needs APIOptions.JWTSecret")
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = DefaultSessionTTL
+	}
+	if opts.ClientIP == nil {
+		opts.ClientIP = remoteHost
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.PasswordCost == 0 {
+		opts.PasswordCost = bcryptCost
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("crs timing equaliser"), opts.PasswordCost)
+	if err != nil {
+		panic("admin: bcrypt: " + err.Error())
+	}
+	return &API{
+		svc:      svc,
+		opts:     opts,
+		log:      log,
+		sess:     &sessions{st: svc.Store, key: opts.JWTSecret, ttl: opts.SessionTTL, now: svc.now, cost: opts.PasswordCost, dummy: dummy},
+		throttle: newLoginThrottle(svc.now),
+	}
+}
+
+func remoteHost(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+// Routes lists every admin endpoint. The route-table test walks this list,
+// so an endpoint added here is automatically checked for authentication.
+func (a *API) Routes() []Route {
+	pub := func(method, path string, h http.HandlerFunc) Route {
+		return Route{Method: method, Pattern: method + " " + path, Public: true, Handler: h}
+	}
+	auth := func(method, path string, h authedFunc) Route {
+		p := path
+		if method != "" {
+			p = method + " " + path
+		}
+		return Route{Method: method, Pattern: p, Handler: a.authed(h)}
+	}
+	return []Route{
+		pub(http.MethodPost, "/admin/login", a.login),
+		auth(http.MethodPost, "/admin/logout", a.logout),
+		auth(http.MethodPost, "/admin/password", a.password),
+		auth(http.MethodGet, "/admin/session", a.session),
+
+		auth(http.MethodGet, "/admin/keys", a.listKeys),
+		auth(http.MethodPost, "/admin/keys", a.createKey),
+		auth(http.MethodGet, "/admin/keys/{id}", a.getKey),
+		auth(http.MethodPatch, "/admin/keys/{id}", a.patchKey),
+		auth(http.MethodDelete, "/admin/keys/{id}", a.removeKey),
+		auth(http.MethodPost, "/admin/keys/{id}/restore", a.restoreKey),
+		auth(http.MethodDelete, "/admin/keys/{id}/purge", a.purgeKey),
+
+		auth(http.MethodGet, "/admin/accounts", a.listAccounts),
+		auth(http.MethodPost, "/admin/accounts", a.createAccount),
+		auth(http.MethodGet, "/admin/accounts/{id}", a.getAccount),
+		auth(http.MethodPatch, "/admin/accounts/{id}", a.patchAccount),
+		auth(http.MethodDelete, "/admin/accounts/{id}", a.removeAccount),
+		auth(http.MethodPost, "/admin/accounts/{id}/reset", a.resetAccount),
+
+		auth(http.MethodGet, "/admin/usage", a.usage),
+
+		// Anything else under /admin/ is a 404 — but only for a logged-in
+		// admin, so the shape of the API is not probeable anonymously.
+		auth("", "/admin/", func(w http.ResponseWriter, r *http.Request, _ authSession) {
+			writeError(w, http.StatusNotFound, "not_found", "no admin endpoint "+r.Method+" "+r.URL.Path)
+		}),
+	}
+}
+
+// authSession is the session a request authenticated with.
+type authSession struct {
+	token string
+	store.AdminSession
+}
+
+type authedFunc func(http.ResponseWriter, *http.Request, authSession)
+
+// authed wraps h so it runs only for a request with a valid Bearer session.
+func (a *API) authed(h authedFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearerToken(r)
+		if !ok {
+			a.fail(w, r, errUnauthorized)
+			return
+		}
+		sess, err := a.sess.check(r.Context(), tok)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		h(w, r, authSession{token: tok, AdminSession: sess})
+	})
+}
+
+// ---- responses ----
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Views are plain data; this cannot happen short of a bug.
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var e errorBody
+	e.Error.Code, e.Error.Message = code, msg
+	writeJSON(w, status, e)
+}
+
+// fail turns err into the error response. Internal errors are logged and
+// answered without detail.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var inv *InvalidError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &inv):
+		writeError(w, http.StatusBadRequest, "invalid_request", inv.Error())
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", tooBig.Limit))
+	case errors.Is(err, errUnauthorized):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="crs admin"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "log in with POST /admin/login and send Authorization: Bearer <token>")
+	case errors.Is(err, errBadLogin):
+		writeError(w, http.StatusUnauthorized, "invalid_credentials", errBadLogin.Error())
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no such "+resourceName(r))
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", "conflicts with an existing "+resourceName(r))
+	case errors.Is(err, context.Canceled):
+		// The client left; nobody reads the answer.
+		return
+	default:
+		a.log.ErrorContext(r.Context(), "admin api", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "internal error")
+	}
+}
+
+func resourceName(r *http.Request) string {
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/admin/keys"):
+		return "key"
+	case strings.HasPrefix(r.URL.Path, "/admin/accounts"):
+		return "account"
+	}
+	return "resource"
+}
+
+// decode reads one JSON object from the body into v: at most maxBodyBytes,
+// no unknown fields, nothing after it. Errors name the field at fault.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			return err
+		case errors.Is(err, io.EOF):
+			return invalid("body", "empty; want a JSON object")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return invalid("body", "JSON ends early")
+		case errors.As(err, &syn):
+			return invalid("body", "invalid JSON at byte %d", syn.Offset)
+		case errors.As(err, &typ):
+			if typ.Field == "" {
+				return invalid("body", "want a JSON object")
+			}
+			return invalid(typ.Field, "want a JSON %s", jsonKind(typ.Type.Kind().String()))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+			return invalid(f, "unknown field")
+		default:
+			var inv *InvalidError
+			if errors.As(err, &inv) {
+				return inv
+			}
+			return invalid("body", "%v", err)
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return invalid("body", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "slice", "array":
+		return "array"
+	case "struct", "map":
+		return "object"
+	case "int", "int64", "int32", "uint", "uint64", "float64":
+		return "number"
+	}
+	return goKind
+}
+
+// ---- auth endpoints ----
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// TokenResponse answers a login or a password change.
+type TokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (a *API) login(w http.ResponseWriter, r *http.Request) {
+	addr := a.opts.ClientIP(r)
+	if ok, wait := a.throttle.Allow(addr); !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		writeError(w, http.StatusTooManyRequests, "too_many_attempts",
+			fmt.Sprintf("too many failed logins from this address; try again in %d seconds", max(secs, 1)))
+		return
+	}
+	var req loginRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	tok, exp, err := a.sess.login(r.Context(), req.Username, req.Password)
+	if err != nil {
+		if errors.Is(err, errBadLogin) {
+			a.throttle.Fail(addr)
+			a.log.WarnContext(r.Context(), "admin login failed", "client", addr)
+		}
+		a.fail(w, r, err)
+		return
+	}
+	a.throttle.Succeed(addr)
+	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, ExpiresAt: exp.UTC()})
+}
+
+func (a *API) logout(w http.ResponseWriter, r *http.Request, s authSession) {
+	if err := a.svc.Store.DeleteSession(r.Context(), s.TokenHash); err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type passwordRequest struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+func (a *API) password(w http.ResponseWriter, r *http.Request, s authSession) {
+	var req passwordRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	tok, exp, err := a.sess.changePassword(r.Context(), req.CurrentPassword, req.NewPassword)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// The password is changed; the old session ends with the change.
+	a.svc.Store.DeleteSession(r.Context(), s.TokenHash)
+	if err := forgetInitPassword(a.opts.DataDir, a.svc.now()); err != nil {
+		// The change itself stands; the stale file is worth a log line.
+		a.log.ErrorContext(r.Context(), "admin password changed but init.json not updated", "err", err)
+	}
+	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, ExpiresAt: exp.UTC()})
+}
+
+// SessionView describes the caller's own session.
+type SessionView struct {
+	Username  string    `json:"username"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (a *API) session(w http.ResponseWriter, r *http.Request, s authSession) {
+	writeJSON(w, http.StatusOK, SessionView{Username: s.Username, ExpiresAt: s.ExpiresAt.UTC()})
+}
+
+// ---- keys ----
+
+func flagParam(r *http.Request, name string) bool {
+	v, _ := strconv.ParseBool(r.URL.Query().Get(name))
+	return v
+}
+
+func (a *API) listKeys(w http.ResponseWriter, r *http.Request, _ authSession) {
+	ks, err := a.svc.ListKeys(r.Context(), flagParam(r, "deleted"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ks)
+}
+
+func (a *API) createKey(w http.ResponseWriter, r *http.Request, _ authSession) {
+	var req keyCreateRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, key, err := a.svc.CreateKey(r.Context(), KeyInput{Name: req.Name, Tags: req.Tags, ExpiresAt: req.ExpiresAt.Value})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, CreatedKey{KeyView: v, Key: key})
+}
+
+func (a *API) getKey(w http.ResponseWriter, r *http.Request, _ authSession) {
+	v, err := a.svc.GetKey(r.Context(), store.KeyID(r.PathValue("id")))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// optTime tells an absent JSON field (Set false) from null (Set true,
+// Value nil), which PATCH needs to clear an expiry.
+type optTime struct {
+	Set   bool
+	Value *time.Time
+}
+
+func (o *optTime) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Value = nil
+		return nil
+	}
+	var t time.Time
+	if err := json.Unmarshal(b, &t); err != nil {
+		return invalid("expires_at", "want an RFC 3339 time such as 2030-01-02T15:04:05Z, or null")
+	}
+	o.Value = &t
+	return nil
+}
+
+type keyCreateRequest struct {
+	Name      string   `json:"name"`
+	Tags      []string `json:"tags"`
+	ExpiresAt optTime  `json:"expires_at"`
+}
+
+type keyPatchRequest struct {
+	Name      *string   `json:"name"`
+	Tags      *[]string `json:"tags"`
+	Disabled  *bool     `json:"disabled"`
+	ExpiresAt optTime   `json:"expires_at"`
+}
+
+func (a *API) patchKey(w http.ResponseWriter, r *http.Request, _ authSession) {
+	var req keyPatchRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	p := KeyPatch{Name: req.Name, Tags: req.Tags, Disabled: req.Disabled}
+	if req.ExpiresAt.Set {
+		p.ExpiresAt = &req.ExpiresAt.Value
+	}
+	v, err := a.svc.UpdateKey(r.Context(), store.KeyID(r.PathValue("id")), p)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// keyAction runs act on the key and answers with its view afterwards.
+func (a *API) keyAction(act func(context.Context, store.KeyID) error) authedFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ authSession) {
+		id := store.KeyID(r.PathValue("id"))
+		if err := act(r.Context(), id); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		v, err := a.svc.GetKey(r.Context(), id)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+func (a *API) removeKey(w http.ResponseWriter, r *http.Request, s authSession) {
+	a.keyAction(a.svc.RemoveKey)(w, r, s)
+}
+
+func (a *API) restoreKey(w http.ResponseWriter, r *http.Request, s authSession) {
+	a.keyAction(a.svc.RestoreKey)(w, r, s)
+}
+
+func (a *API) purgeKey(w http.ResponseWriter, r *http.Request, _ authSession) {
+	if err := a.svc.PurgeKey(r.Context(), store.KeyID(r.PathValue("id"))); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- accounts ----
+
+func (a *API) listAccounts(w http.ResponseWriter, r *http.Request, _ authSession) {
+	as, err := a.svc.ListAccounts(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, as)
+}
+
+// accountCreateRequest is AccountInput with an optional priority: absent
+// means DefaultPriority, while an explicit 0 is refused.
+type accountCreateRequest struct {
+	Platform string `json:"platform"`
+	Type     string `json:"type"`
+	Name     string `json:"name"`
+	APIKey   string `json:"api_key"`
+	BaseURL  string `json:"base_url"`
+	Proxy    string `json:"proxy"`
+	Priority *int   `json:"priority"`
+}
+
+func (a *API) createAccount(w http.ResponseWriter, r *http.Request, _ authSession) {
+	var req accountCreateRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	in := AccountInput{Platform: req.Platform, Type: req.Type, Name: req.Name, APIKey: req.APIKey,
+		BaseURL: req.BaseURL, Proxy: req.Proxy, Priority: DefaultPriority}
+	if req.Priority != nil {
+		in.Priority = *req.Priority
+	}
+	v, err := a.svc.AddAccount(r.Context(), in)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (a *API) getAccount(w http.ResponseWriter, r *http.Request, _ authSession) {
+	v, err := a.svc.GetAccount(r.Context(), store.AccountID(r.PathValue("id")))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+type accountPatchRequest struct {
+	Name        *string `json:"name"`
+	BaseURL     *string `json:"base_url"`
+	Proxy       *string `json:"proxy"`
+	APIKey      *string `json:"api_key"`
+	Priority    *int    `json:"priority"`
+	Disabled    *bool   `json:"disabled"`
+	Schedulable *bool   `json:"schedulable"`
+}
+
+func (a *API) patchAccount(w http.ResponseWriter, r *http.Request, _ authSession) {
+	var req accountPatchRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.svc.UpdateAccount(r.Context(), store.AccountID(r.PathValue("id")), AccountPatch(req))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *API) removeAccount(w http.ResponseWriter, r *http.Request, _ authSession) {
+	if err := a.svc.RemoveAccount(r.Context(), store.AccountID(r.PathValue("id"))); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) resetAccount(w http.ResponseWriter, r *http.Request, _ authSession) {
+	id := store.AccountID(r.PathValue("id"))
+	if err := a.svc.ResetCooldown(r.Context(), id); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.svc.GetAccount(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// ---- usage ----
+
+func (a *API) usage(w http.ResponseWriter, r *http.Request, _ authSession) {
+	v, err := a.svc.Usage(r.Context(), UsageQuery{KeyID: store.KeyID(r.URL.Query().Get("key"))})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}

@@ -1,0 +1,619 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crs-relay/crs/internal/secret"
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// routePath turns a route pattern into a concrete method and path.
+func routePath(r Route) (method, path string) {
+	method = r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	path = r.Pattern
+	if i := strings.IndexByte(path, ' '); i >= 0 {
+		path = path[i+1:]
+	}
+	path = regexp.MustCompile(`\{[^}]+\}`).ReplaceAllString(path, "nosuchid")
+	if strings.HasSuffix(path, "/") {
+		path += "no-such-endpoint"
+	}
+	return method, path
+}
+
+// TestEveryPrivateRouteRefusesWithoutSession walks Routes(), so a route
+// added later is checked without anyone remembering to add it here. The
+// original project shipped a full admin auth bypass; this is the fence.
+func TestEveryPrivateRouteRefusesWithoutSession(t *testing.T) {
+	e := newTestEnv(t)
+
+	// An expired session: logged in, then a day and a bit passes.
+	expired := e.login()
+	e.clock.Advance(DefaultSessionTTL + time.Minute)
+	valid := e.login()
+
+	random := secret.RandomHex(32)
+	wrongMAC := random + "." + sessionMAC("another secret entirely, 32+ chars", random)
+	// Signed with the real secret but never issued: passes the MAC check,
+	// must still fail at the store.
+	unissued := random + "." + sessionMAC(testJWT, random)
+
+	bad := []struct {
+		name string
+		hdr  []string
+	}{
+		{"no auth", nil},
+		{"garbage bearer", []string{"Authorization", "Bearer garbage"}},
+		{"empty bearer", []string{"Authorization", "Bearer "}},
+		{"token without scheme", []string{"Authorization", valid}},
+		{"basic scheme", []string{"Authorization", "Basic " + valid}},
+		{"forged MAC", []string{"Authorization", "Bearer " + wrongMAC}},
+		{"unissued but signed", []string{"Authorization", "Bearer " + unissued}},
+		{"token hash as token", []string{"Authorization", "Bearer " + secret.Hash(valid)}},
+		{"cookie only", []string{"Cookie", "token=" + valid + "; adminToken=" + valid}},
+		{"x-admin-token only", []string{"X-Admin-Token", valid}},
+		{"expired session", []string{"Authorization", "Bearer " + expired}},
+	}
+
+	var public []string
+	routes := e.api.Routes()
+	if len(routes) < 15 {
+		t.Fatalf("only %d routes; the table looks broken", len(routes))
+	}
+	for _, r := range routes {
+		if r.Public {
+			public = append(public, r.Pattern)
+			continue
+		}
+		method, path := routePath(r)
+		for _, b := range bad {
+			res := e.do(method, path, "{}", b.hdr...)
+			if res.status != http.StatusUnauthorized || res.errorCode() != "unauthorized" {
+				t.Errorf("%s %s with %s: %d %s, want 401 unauthorized", method, path, b.name, res.status, res.body)
+			}
+		}
+		// With a valid session the same request gets past authentication,
+		// which proves the request above really reached this route. (A
+		// fresh session each time: one of the routes is logout.)
+		if res := e.authed(e.login(), method, path, "{}"); res.status == http.StatusUnauthorized {
+			t.Errorf("%s %s with a valid session: 401 %s", method, path, res.body)
+		}
+	}
+	if strings.Join(public, ",") != "POST /admin/login" {
+		t.Errorf("public routes = %v, want only POST /admin/login", public)
+	}
+}
+
+func TestLoginLogout(t *testing.T) {
+	e := newTestEnv(t)
+
+	for _, c := range []struct{ user, pass string }{
+		{testUser, "wrong password"},
+		{"admin", testPassword},
+		{"", ""},
+	} {
+		r := e.do("POST", "/admin/login", map[string]string{"username": c.user, "password": c.pass})
+		want(t, r, http.StatusUnauthorized, "invalid_credentials")
+	}
+	want(t, e.do("POST", "/admin/login", `{"username":"root"`), http.StatusBadRequest, "invalid_request")
+	want(t, e.do("POST", "/admin/login", `{"username":"root","password":"x","otp":1}`), http.StatusBadRequest, "invalid_request")
+
+	r := e.do("POST", "/admin/login", map[string]string{"username": testUser, "password": testPassword})
+	want(t, r, http.StatusOK, "")
+	var tr TokenResponse
+	r.json(t, &tr)
+	if !regexp.MustCompile(`^[0-9a-f]{64}\.[0-9a-f]{64}$`).MatchString(tr.Token) {
+		t.Fatalf("token %q has an unexpected shape", tr.Token)
+	}
+	if d := tr.ExpiresAt.Sub(e.clock.Now()); d < DefaultSessionTTL-time.Second || d > DefaultSessionTTL+time.Second {
+		t.Fatalf("expires_at %v is %v from now, want %v", tr.ExpiresAt, d, DefaultSessionTTL)
+	}
+	// Only the hash is stored.
+	if _, err := e.st.GetSession(context.Background(), secret.Hash(tr.Token)); err != nil {
+		t.Fatalf("session not stored by hash: %v", err)
+	}
+	if _, err := e.st.GetSession(context.Background(), tr.Token); err == nil {
+		t.Fatal("session stored under the plaintext token")
+	}
+
+	r = e.authed(tr.Token, "GET", "/admin/session", nil)
+	want(t, r, http.StatusOK, "")
+	var sv SessionView
+	r.json(t, &sv)
+	if sv.Username != testUser {
+		t.Fatalf("session user %q", sv.Username)
+	}
+
+	want(t, e.authed(tr.Token, "POST", "/admin/logout", nil), http.StatusNoContent, "")
+	want(t, e.authed(tr.Token, "GET", "/admin/keys", nil), http.StatusUnauthorized, "unauthorized")
+	// Unknown admin paths are 404 only once logged in.
+	other := e.login()
+	want(t, e.authed(other, "GET", "/admin/nope", nil), http.StatusNotFound, "not_found")
+}
+
+func TestLoginThrottle(t *testing.T) {
+	e := newTestEnv(t)
+	login := func(ip, pass string) response {
+		return e.do("POST", "/admin/login", map[string]string{"username": testUser, "password": pass}, "X-Test-Client", ip)
+	}
+	const ip = "203.0.113.7"
+
+	// A success resets the count: 4 failures, a success, 4 more failures
+	// are all answered normally.
+	for range 4 {
+		want(t, login(ip, "nope"), http.StatusUnauthorized, "invalid_credentials")
+	}
+	want(t, login(ip, testPassword), http.StatusOK, "")
+	for range 4 {
+		want(t, login(ip, "nope"), http.StatusUnauthorized, "invalid_credentials")
+	}
+	e.clock.Advance(time.Minute)
+	want(t, login(ip, "nope"), http.StatusUnauthorized, "invalid_credentials") // the 5th
+
+	// Now even the right password is refused, with Retry-After.
+	r := login(ip, testPassword)
+	want(t, r, http.StatusTooManyRequests, "too_many_attempts")
+	ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+	// The oldest of the five failures was a minute ago.
+	if err != nil || ra != int((loginWindow-time.Minute).Seconds()) {
+		t.Fatalf("Retry-After = %q, want %d", r.header.Get("Retry-After"), int((loginWindow - time.Minute).Seconds()))
+	}
+	// Another address is not affected; the same IPv4 address is.
+	want(t, login("203.0.113.8", testPassword), http.StatusOK, "")
+
+	// Once the oldest failure leaves the window, one more try is allowed.
+	e.clock.Advance(loginWindow - time.Minute)
+	want(t, login(ip, testPassword), http.StatusOK, "")
+}
+
+func TestThrottleGroupsIPv6AndStaysBounded(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	th := newLoginThrottle(clk.Now)
+	th.maxClients = 3
+
+	// Different addresses in one /64 share a count.
+	for i := range loginMaxFailures {
+		th.Fail("2001:db8:1:2::" + strconv.Itoa(i+1))
+	}
+	if ok, _ := th.Allow("2001:db8:1:2:ffff::1"); ok {
+		t.Fatal("another address in the same /64 was allowed")
+	}
+	if ok, _ := th.Allow("2001:db8:1:3::1"); !ok {
+		t.Fatal("another /64 was refused")
+	}
+	// IPv4-mapped IPv6 counts as the IPv4 address.
+	clk.Advance(time.Second)
+	th.Fail("::ffff:192.0.2.1")
+	if got := len(th.failures["192.0.2.1"]); got != 1 {
+		t.Fatalf("mapped address not unmapped: %v", th.failures)
+	}
+
+	// The map never grows past maxClients; the least recently failing
+	// client is dropped first, and expired entries before anyone.
+	clk.Advance(time.Second)
+	th.Fail("198.51.100.1")
+	clk.Advance(time.Second)
+	th.Fail("198.51.100.2")
+	if len(th.failures) != 3 {
+		t.Fatalf("map size %d, want 3", len(th.failures))
+	}
+	if _, ok := th.failures["2001:db8:1:2::/64"]; ok {
+		t.Fatal("oldest client not evicted")
+	}
+	clk.Advance(loginWindow)
+	th.Fail("198.51.100.3")
+	if len(th.failures) != 1 {
+		t.Fatalf("expired clients kept: %v", th.failures)
+	}
+}
+
+func TestKeysOverHTTP(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.login()
+	ctx := context.Background()
+
+	exp := e.clock.Now().Add(48 * time.Hour).Truncate(time.Second)
+	r := e.authed(tok, "POST", "/admin/keys", map[string]any{"name": " alice ", "tags": []string{"team-a", "ci", "ci"}, "expires_at": exp})
+	want(t, r, http.StatusCreated, "")
+	var created map[string]any
+	r.json(t, &created)
+	key, _ := created["key"].(string)
+	if !secret.LooksLikeRelayKey(key) {
+		t.Fatalf("key %q is not cr_ + 64 hex", key)
+	}
+	id, _ := created["id"].(string)
+	if id == "" || created["name"] != "alice" || created["status"] != "active" || created["hint"] != key[len(key)-4:] ||
+		created["expires_at"] != exp.UTC().Format(time.RFC3339) || created["deleted_at"] != nil || created["last_used_at"] != nil {
+		t.Fatalf("created = %v", created)
+	}
+	if tags, _ := json.Marshal(created["tags"]); string(tags) != `["team-a","ci"]` {
+		t.Fatalf("tags = %s", tags)
+	}
+	if _, err := time.Parse(time.RFC3339, created["created_at"].(string)); err != nil || !strings.HasSuffix(created["created_at"].(string), "Z") {
+		t.Fatalf("created_at = %v", created["created_at"])
+	}
+	// Stored by hash only.
+	k, err := e.st.KeyByHash(ctx, secret.Hash(key))
+	if err != nil || string(k.ID) != id || strings.Contains(k.Hash, key) {
+		t.Fatalf("KeyByHash: %v %v", k, err)
+	}
+
+	// A key without tags lists tags as [], not null.
+	r = e.authed(tok, "POST", "/admin/keys", map[string]any{"name": "bob"})
+	want(t, r, http.StatusCreated, "")
+	if !strings.Contains(string(r.body), `"tags":[]`) {
+		t.Fatalf("tags not []: %s", r.body)
+	}
+	var bob CreatedKey
+	r.json(t, &bob)
+
+	// Validation errors name the field.
+	for _, c := range []struct {
+		body  any
+		field string
+	}{
+		{map[string]any{"name": ""}, "name"},
+		{map[string]any{"name": strings.Repeat("x", 101)}, "name"},
+		{map[string]any{"name": "x", "tags": []string{""}}, "tags"},
+		{map[string]any{"name": "x", "expires_at": "yesterday"}, "expires_at"},
+		{map[string]any{"name": "x", "expires_at": e.clock.Now().Add(-time.Hour)}, "expires_at"},
+		{map[string]any{"name": "x", "colour": "red"}, "colour"},
+		{map[string]any{"name": 7}, "name"},
+		{`{"name":"x"} {"name":"y"}`, "body"},
+		{`not json`, "body"},
+		{``, "body"},
+	} {
+		r := e.authed(tok, "POST", "/admin/keys", c.body)
+		want(t, r, http.StatusBadRequest, "invalid_request")
+		if !strings.HasPrefix(r.errorMessage(), c.field+":") {
+			t.Errorf("body %v: message %q does not name %s", c.body, r.errorMessage(), c.field)
+		}
+	}
+	// Bodies over 1 MiB are refused.
+	big := `{"name":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	want(t, e.authed(tok, "POST", "/admin/keys", big), http.StatusRequestEntityTooLarge, "too_large")
+
+	// List, get.
+	r = e.authed(tok, "GET", "/admin/keys", nil)
+	want(t, r, http.StatusOK, "")
+	var list []KeyView
+	r.json(t, &list)
+	if len(list) != 2 || string(list[0].ID) != id || list[1].ID != bob.ID {
+		t.Fatalf("list = %+v", list)
+	}
+	want(t, e.authed(tok, "GET", "/admin/keys/"+id, nil), http.StatusOK, "")
+	want(t, e.authed(tok, "GET", "/admin/keys/key_nope", nil), http.StatusNotFound, "not_found")
+
+	// Patch: disable, rename, clear expiry; absent fields stay.
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"disabled":true,"name":"alice2","expires_at":null}`)
+	want(t, r, http.StatusOK, "")
+	var kv KeyView
+	r.json(t, &kv)
+	if kv.Status != "disabled" || kv.Name != "alice2" || kv.ExpiresAt != nil || strings.Join(kv.Tags, ",") != "team-a,ci" {
+		t.Fatalf("patched = %+v", kv)
+	}
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"disabled":false,"tags":[]}`)
+	r.json(t, &kv)
+	if kv.Status != "active" || len(kv.Tags) != 0 || kv.Name != "alice2" {
+		t.Fatalf("patched = %+v", kv)
+	}
+	want(t, e.authed(tok, "PATCH", "/admin/keys/"+id, `{"expires_at":"2001-01-01T00:00:00Z"}`), http.StatusBadRequest, "invalid_request")
+	want(t, e.authed(tok, "PATCH", "/admin/keys/key_nope", `{"disabled":true}`), http.StatusNotFound, "not_found")
+
+	// Expiry shows as status expired once passed.
+	soon := e.clock.Now().Add(time.Hour)
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, map[string]any{"expires_at": soon})
+	want(t, r, http.StatusOK, "")
+	e.clock.Advance(2 * time.Hour)
+	tok = e.login() // the session outlives two hours, but be explicit about time moving
+	r = e.authed(tok, "GET", "/admin/keys/"+id, nil)
+	r.json(t, &kv)
+	if kv.Status != "expired" {
+		t.Fatalf("status %q, want expired", kv.Status)
+	}
+
+	// Soft delete, list with and without deleted, restore.
+	r = e.authed(tok, "DELETE", "/admin/keys/"+id, nil)
+	want(t, r, http.StatusOK, "")
+	r.json(t, &kv)
+	if kv.Status != "deleted" || kv.DeletedAt == nil {
+		t.Fatalf("removed = %+v", kv)
+	}
+	r = e.authed(tok, "GET", "/admin/keys", nil)
+	r.json(t, &list)
+	if len(list) != 1 || list[0].ID != bob.ID {
+		t.Fatalf("list after remove = %+v", list)
+	}
+	r = e.authed(tok, "GET", "/admin/keys?deleted=1", nil)
+	r.json(t, &list)
+	if len(list) != 2 {
+		t.Fatalf("list with deleted = %+v", list)
+	}
+	r = e.authed(tok, "POST", "/admin/keys/"+id+"/restore", nil)
+	want(t, r, http.StatusOK, "")
+	r.json(t, &kv)
+	if kv.DeletedAt != nil || kv.Status != "expired" {
+		t.Fatalf("restored = %+v", kv)
+	}
+
+	// Purge works on any key and is final.
+	want(t, e.authed(tok, "DELETE", "/admin/keys/"+id+"/purge", nil), http.StatusNoContent, "")
+	want(t, e.authed(tok, "GET", "/admin/keys/"+id, nil), http.StatusNotFound, "not_found")
+	want(t, e.authed(tok, "DELETE", "/admin/keys/"+id+"/purge", nil), http.StatusNotFound, "not_found")
+	want(t, e.authed(tok, "POST", "/admin/keys/"+id+"/restore", nil), http.StatusNotFound, "not_found")
+	if _, err := e.st.KeyByHash(ctx, secret.Hash(key)); err == nil {
+		t.Fatal("purged key still found by hash")
+	}
+}
+
+func TestAccountsOverHTTP(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.login()
+	ctx := context.Background()
+	const apiKey = "sk-ant-api03-secretsecretsecret"
+
+	r := e.authed(tok, "POST", "/admin/accounts", map[string]any{
+		"platform": "claude", "type": "api-key", "name": "console-1", "api_key": apiKey,
+		"base_url": "https://example.test/", "proxy": "socks5://user:hunter2@127.0.0.1:1080",
+	})
+	want(t, r, http.StatusCreated, "")
+	if strings.Contains(string(r.body), apiKey) || strings.Contains(string(r.body), "hunter2") {
+		t.Fatalf("response leaks a secret: %s", r.body)
+	}
+	var got map[string]any
+	r.json(t, &got)
+	id, _ := got["id"].(string)
+	for k, v := range map[string]any{
+		"name": "console-1", "platform": "claude", "type": "api-key", "priority": float64(50),
+		"status": "active", "cooldown_until": nil, "cooldown_reason": "", "schedulable": true,
+		"base_url": "https://example.test", "proxy": "socks5://user:***@127.0.0.1:1080",
+		"has_secret": true, "last_used_at": nil,
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if _, ok := got["created_at"].(string); !ok || id == "" {
+		t.Fatalf("account = %v", got)
+	}
+	// The store holds sealed values only.
+	a, err := e.st.GetAccount(ctx, store.AccountID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(a.SealedSecret), apiKey) || strings.Contains(string(a.SealedProxy), "hunter2") {
+		t.Fatal("plaintext in the store")
+	}
+	if pt, err := e.svc.Box.Open(a.SealedSecret); err != nil || string(pt) != apiKey {
+		t.Fatalf("sealed secret opens to %q, %v", pt, err)
+	}
+
+	// Validation names the field.
+	base := func(over map[string]any) map[string]any {
+		m := map[string]any{"platform": "claude", "type": "api-key", "name": "n", "api_key": "k"}
+		for k, v := range over {
+			m[k] = v
+		}
+		return m
+	}
+	for _, c := range []struct {
+		over  map[string]any
+		field string
+	}{
+		{map[string]any{"platform": "bard"}, "platform"},
+		{map[string]any{"platform": ""}, "platform"},
+		{map[string]any{"type": "password"}, "type"},
+		{map[string]any{"platform": "openai"}, "type"}, // not supported yet
+		{map[string]any{"type": "oauth"}, "type"},
+		{map[string]any{"name": " "}, "name"},
+		{map[string]any{"api_key": ""}, "api_key"},
+		{map[string]any{"api_key": "two words"}, "api_key"},
+		{map[string]any{"base_url": "ftp://x"}, "base_url"},
+		{map[string]any{"base_url": "https://api.anthropic.com/v1/messages"}, "base_url"},
+		{map[string]any{"proxy": "socks4://h:1"}, "proxy"},
+		{map[string]any{"proxy": "http://h"}, "proxy"},
+		{map[string]any{"priority": 0}, "priority"},
+		{map[string]any{"priority": 101}, "priority"},
+		{map[string]any{"priority": "high"}, "priority"},
+	} {
+		r := e.authed(tok, "POST", "/admin/accounts", base(c.over))
+		want(t, r, http.StatusBadRequest, "invalid_request")
+		if !strings.HasPrefix(r.errorMessage(), c.field+":") {
+			t.Errorf("%v: message %q does not name %s", c.over, r.errorMessage(), c.field)
+		}
+	}
+	r = e.authed(tok, "POST", "/admin/accounts", base(map[string]any{"proxy": "http://u:secretpw@h:8080/x"}))
+	if strings.Contains(string(r.body), "secretpw") {
+		t.Fatalf("proxy error repeats the password: %s", r.body)
+	}
+
+	// Patch every field.
+	r = e.authed(tok, "PATCH", "/admin/accounts/"+id, map[string]any{
+		"name": "renamed", "priority": 10, "schedulable": false, "proxy": "", "base_url": "", "api_key": "sk-new",
+	})
+	want(t, r, http.StatusOK, "")
+	var av AccountView
+	r.json(t, &av)
+	if av.Name != "renamed" || av.Priority != 10 || av.Schedulable || av.Proxy != "" || av.BaseURL != "" || !av.HasSecret {
+		t.Fatalf("patched = %+v", av)
+	}
+	a, _ = e.st.GetAccount(ctx, store.AccountID(id))
+	if pt, _ := e.svc.Box.Open(a.SealedSecret); string(pt) != "sk-new" || len(a.SealedProxy) != 0 {
+		t.Fatalf("patched secret %q proxy %d bytes", pt, len(a.SealedProxy))
+	}
+	want(t, e.authed(tok, "PATCH", "/admin/accounts/"+id, `{"priority":1000}`), http.StatusBadRequest, "invalid_request")
+	want(t, e.authed(tok, "PATCH", "/admin/accounts/"+id, `{"api_key":""}`), http.StatusBadRequest, "invalid_request")
+	r = e.authed(tok, "PATCH", "/admin/accounts/"+id, `{"disabled":true}`)
+	r.json(t, &av)
+	if av.Status != "disabled" {
+		t.Fatalf("status %q, want disabled", av.Status)
+	}
+	r = e.authed(tok, "PATCH", "/admin/accounts/"+id, `{"disabled":false,"schedulable":true}`)
+	r.json(t, &av)
+	if av.Status != "active" || !av.Schedulable {
+		t.Fatalf("re-enabled = %+v", av)
+	}
+
+	// A cooldown shows in the view; reset clears it.
+	until := e.clock.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+	if err := e.st.SetCooldown(ctx, store.AccountID(id), store.CooldownRateLimited, until, "429 from upstream"); err != nil {
+		t.Fatal(err)
+	}
+	r = e.authed(tok, "GET", "/admin/accounts", nil)
+	var list []map[string]any
+	r.json(t, &list)
+	if len(list) != 1 || list[0]["status"] != "rate_limited" || list[0]["cooldown_reason"] != "429 from upstream" ||
+		list[0]["cooldown_until"] != until.UTC().Format(time.RFC3339Nano) {
+		t.Fatalf("cooling list = %v", list)
+	}
+	r = e.authed(tok, "POST", "/admin/accounts/"+id+"/reset", nil)
+	want(t, r, http.StatusOK, "")
+	r.json(t, &av)
+	if av.Status != "active" || av.CooldownUntil != nil {
+		t.Fatalf("after reset = %+v", av)
+	}
+	want(t, e.authed(tok, "POST", "/admin/accounts/acc_nope/reset", nil), http.StatusNotFound, "not_found")
+
+	want(t, e.authed(tok, "GET", "/admin/accounts/"+id, nil), http.StatusOK, "")
+	want(t, e.authed(tok, "DELETE", "/admin/accounts/"+id, nil), http.StatusNoContent, "")
+	want(t, e.authed(tok, "GET", "/admin/accounts/"+id, nil), http.StatusNotFound, "not_found")
+	want(t, e.authed(tok, "DELETE", "/admin/accounts/"+id, nil), http.StatusNotFound, "not_found")
+}
+
+func TestPasswordChange(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.login()
+	other := e.login()
+	e.clock.Advance(time.Second)
+
+	want(t, e.authed(tok, "POST", "/admin/password", map[string]string{"current_password": "wrong", "new_password": "long enough"}),
+		http.StatusBadRequest, "invalid_request")
+	r := e.authed(tok, "POST", "/admin/password", map[string]string{"current_password": testPassword, "new_password": "short"})
+	want(t, r, http.StatusBadRequest, "invalid_request")
+	if !strings.HasPrefix(r.errorMessage(), "new_password:") {
+		t.Fatalf("message %q", r.errorMessage())
+	}
+
+	r = e.authed(tok, "POST", "/admin/password", map[string]string{"current_password": testPassword, "new_password": "a new password"})
+	want(t, r, http.StatusOK, "")
+	var tr TokenResponse
+	r.json(t, &tr)
+
+	// Every earlier session ended; the returned one works.
+	want(t, e.authed(tok, "GET", "/admin/keys", nil), http.StatusUnauthorized, "unauthorized")
+	want(t, e.authed(other, "GET", "/admin/keys", nil), http.StatusUnauthorized, "unauthorized")
+	want(t, e.authed(tr.Token, "GET", "/admin/keys", nil), http.StatusOK, "")
+
+	// init.json keeps the username but not the password, mode 0600.
+	path := filepath.Join(e.dataDir, InitFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f map[string]any
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if _, has := f["adminPassword"]; has || f["adminUsername"] != testUser || f["note"] == nil || strings.Contains(string(b), testPassword) {
+		t.Fatalf("init.json after change: %s", b)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("init.json mode %v", fi.Mode().Perm())
+	}
+
+	want(t, e.do("POST", "/admin/login", map[string]string{"username": testUser, "password": testPassword}), http.StatusUnauthorized, "invalid_credentials")
+	want(t, e.do("POST", "/admin/login", map[string]string{"username": testUser, "password": "a new password"}), http.StatusOK, "")
+}
+
+func TestUsageOverHTTP(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.login()
+	ctx := context.Background()
+
+	kv, _, err := e.svc.CreateKey(ctx, KeyInput{Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	av, err := e.svc.AddAccount(ctx, AccountInput{Platform: "claude", Type: "api-key", Name: "acct", APIKey: "k", Priority: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.Now()
+	recs := []store.UsageRecord{
+		{RequestID: "r1", KeyID: kv.ID, AccountID: av.ID, Model: "claude-a", Input: 10, Output: 20, CacheWrite5m: 3, CacheWrite1h: 4, CacheRead: 5, CostPico: 1_000_000, CreatedAt: now},
+		{RequestID: "r2", KeyID: kv.ID, AccountID: av.ID, Model: "claude-b", Input: 1, CostPico: 123_456_789_012_345_678, CreatedAt: now},
+		{RequestID: "r3", KeyID: "key_gone", AccountID: av.ID, Model: "claude-a", CostPico: 0, CreatedAt: now},
+	}
+	if _, err := e.st.InsertUsage(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.authed(tok, "GET", "/admin/usage?key="+string(kv.ID), nil)
+	want(t, r, http.StatusOK, "")
+	body := string(r.body)
+	// cost_usd is a JSON number, exactly the decimal, no exponent.
+	var raw struct {
+		Keys     []map[string]json.RawMessage `json:"keys"`
+		Accounts []map[string]json.RawMessage `json:"accounts"`
+		Models   []map[string]json.RawMessage `json:"models"`
+	}
+	r.json(t, &raw)
+	if len(raw.Keys) != 1 || len(raw.Accounts) != 1 || len(raw.Models) != 2 {
+		t.Fatalf("usage = %s", body)
+	}
+	k := raw.Keys[0]
+	for f, v := range map[string]string{
+		"key_id": `"` + string(kv.ID) + `"`, "key_name": `"alice"`, "requests": "2", "input_tokens": "11",
+		"output_tokens": "20", "cache_creation_input_tokens": "7", "cache_creation_5m_input_tokens": "3",
+		"cache_creation_1h_input_tokens": "4", "cache_read_input_tokens": "5", "cost_usd": "123456.789013345678",
+	} {
+		if string(k[f]) != v {
+			t.Errorf("keys[0].%s = %s, want %s", f, k[f], v)
+		}
+	}
+	if a := raw.Accounts[0]; string(a["account_id"]) != `"`+string(av.ID)+`"` || string(a["account_name"]) != `"acct"` {
+		t.Errorf("accounts[0] = %v", a)
+	}
+	models := map[string]string{}
+	for _, m := range raw.Models {
+		models[string(m["model"])] = string(m["cost_usd"])
+	}
+	if models[`"claude-a"`] != "0.000001" || models[`"claude-b"`] != "123456.789012345678" {
+		t.Errorf("model costs = %v", models)
+	}
+
+	// Unfiltered: the purged key's usage shows with an empty name and zero cost.
+	r = e.authed(tok, "GET", "/admin/usage", nil)
+	r.json(t, &raw)
+	found := false
+	for _, k := range raw.Keys {
+		if string(k["key_id"]) == `"key_gone"` {
+			found = true
+			if string(k["key_name"]) != `""` || string(k["cost_usd"]) != "0" {
+				t.Errorf("gone key row = %v", k)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("usage of a purged key missing: %s", r.body)
+	}
+
+	// No usage at all: empty arrays, not null.
+	e2 := newTestEnv(t)
+	r = e2.authed(e2.login(), "GET", "/admin/usage", nil)
+	if strings.TrimSpace(string(r.body)) != `{"keys":[],"accounts":[],"models":[]}` {
+		t.Fatalf("empty usage = %s", r.body)
+	}
+}

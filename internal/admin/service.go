@@ -1,0 +1,75 @@
+// Package admin is the management layer of crs: one Service that creates
+// and changes relay keys and upstream accounts and reports usage, used by
+// both the `crs` command line and the admin HTTP API, plus that API and its
+// authentication. Both front ends share this code so a rule (a validation,
+// a view field) exists once.
+//
+// The JSON views defined here (KeyView, AccountView, UsageView) are the
+// stable interface that scripts rely on: `crs … --json` prints them and the
+// HTTP API sends them. Fields may be added; none may be renamed or removed.
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/crs-relay/crs/internal/secret"
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// Service manages keys, accounts and usage on top of a Store. Both the CLI
+// and the HTTP API call it, so they cannot drift apart.
+type Service struct {
+	// Store holds the state.
+	Store store.Store
+	// Box seals account credentials and proxy URLs before they reach the
+	// store, and opens proxy URLs for display (redacted).
+	Box *secret.Box
+	// Now is the clock; nil means time.Now. Tests inject a fixed clock to
+	// check expiry and cooldown states.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// InvalidError reports input that failed validation. Field is the JSON name
+// of the offending field (the CLI turns it into its flag name), so every
+// front end can tell the user exactly what to fix.
+type InvalidError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
+
+func invalid(field, format string, args ...any) error {
+	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is (or wraps) an *InvalidError.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+// newID returns an opaque identifier with a readable prefix ("key_",
+// "acc_"), so a pasted ID says what it names. 64 random bits are plenty for
+// the handful of keys and accounts one instance holds; a collision would
+// surface as store.ErrConflict rather than overwrite anything.
+func newID(prefix string) string { return prefix + secret.RandomHex(8) }
+
+// utc returns a copy of t in UTC, or nil, so every time in a view prints
+// as RFC 3339 UTC.
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,182 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/crs-relay/crs/internal/pricing"
+	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/sqlite"
+)
+
+func TestUSDMarshalsAsExactNumber(t *testing.T) {
+	for _, c := range []struct {
+		pico int64
+		want string
+	}{
+		{0, "0"},
+		{1, "0.000000000001"},
+		{1_000_000, "0.000001"},
+		{1_500_000_000_000, "1.5"},
+		{3_000_000_000_000, "3"},
+		{-2_500_000, "-0.0000025"},
+		{math.MaxInt64, "9223372.036854775807"},
+	} {
+		u := USD{pricing.FromPico(c.pico)}
+		b, err := json.Marshal(struct {
+			C USD `json:"c"`
+		}{u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(b); got != `{"c":`+c.want+`}` {
+			t.Errorf("%d pico: %s, want %s", c.pico, got, c.want)
+		}
+		// And it reads back to the same amount.
+		var back struct {
+			C USD `json:"c"`
+		}
+		if err := json.Unmarshal(b, &back); err != nil || !back.C.Equal(u.Decimal) {
+			t.Errorf("%d pico: round trip %v, %v", c.pico, back.C, err)
+		}
+	}
+}
+
+func TestBootstrapCreatesAdminOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "crs.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	var out bytes.Buffer
+	created, err := Bootstrap(ctx, st, dir, "", "", &out)
+	if err != nil || !created {
+		t.Fatalf("Bootstrap = %v, %v", created, err)
+	}
+	path := filepath.Join(dir, InitFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct{ AdminUsername, AdminPassword, CreatedAt string }
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.AdminUsername != "admin" || len(f.AdminPassword) != 24 || f.CreatedAt == "" {
+		t.Fatalf("init.json = %s", b)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("init.json mode %v", fi.Mode().Perm())
+	}
+	if !strings.Contains(out.String(), f.AdminPassword) || !strings.Contains(out.String(), path) {
+		t.Fatalf("credentials not printed: %q", out.String())
+	}
+	adm, err := st.GetAdmin(ctx)
+	if err != nil || adm.Username != "admin" || bcrypt.CompareHashAndPassword([]byte(adm.PasswordHash), []byte(f.AdminPassword)) != nil {
+		t.Fatalf("stored admin %+v, %v", adm, err)
+	}
+
+	// The second start changes nothing and prints nothing.
+	out.Reset()
+	created, err = Bootstrap(ctx, st, dir, "other", "other-password", &out)
+	if err != nil || created || out.Len() != 0 {
+		t.Fatalf("second Bootstrap = %v, %v, %q", created, err, out.String())
+	}
+	if b2, _ := os.ReadFile(path); !bytes.Equal(b, b2) {
+		t.Fatal("init.json rewritten")
+	}
+
+	// ADMIN_USERNAME / ADMIN_PASSWORD are used when given.
+	dir2 := t.TempDir()
+	st2, err := sqlite.Open(ctx, filepath.Join(dir2, "crs.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if _, err := Bootstrap(ctx, st2, dir2, "boss", "given password", &out); err != nil {
+		t.Fatal(err)
+	}
+	adm, _ = st2.GetAdmin(ctx)
+	if adm.Username != "boss" || bcrypt.CompareHashAndPassword([]byte(adm.PasswordHash), []byte("given password")) != nil {
+		t.Fatalf("env credentials not used: %+v", adm)
+	}
+}
+
+func TestServiceKeyAndAccountRules(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	s := e.svc
+
+	// Expiry in the future is kept; status follows the clock.
+	exp := e.clock.Now().Add(time.Hour)
+	kv, key, err := s.CreateKey(ctx, KeyInput{Name: "k", ExpiresAt: &exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv.Hint != key[len(key)-4:] || kv.Status != store.KeyActive || kv.Tags == nil {
+		t.Fatalf("view %+v", kv)
+	}
+	e.clock.Advance(time.Hour)
+	if kv, _ = s.GetKey(ctx, kv.ID); kv.Status != store.KeyExpired {
+		t.Fatalf("status %q, want expired", kv.Status)
+	}
+	// Clearing the expiry through the patch's pointer-to-nil.
+	var none *time.Time
+	if kv, err = s.UpdateKey(ctx, kv.ID, KeyPatch{ExpiresAt: &none}); err != nil || kv.Status != store.KeyActive {
+		t.Fatalf("cleared expiry: %+v, %v", kv, err)
+	}
+	// Remove twice keeps the first deletion time.
+	if err := s.RemoveKey(ctx, kv.ID); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := s.GetKey(ctx, kv.ID)
+	e.clock.Advance(time.Minute)
+	s.RemoveKey(ctx, kv.ID)
+	second, _ := s.GetKey(ctx, kv.ID)
+	if first.DeletedAt == nil || !first.DeletedAt.Equal(*second.DeletedAt) {
+		t.Fatalf("deleted_at moved: %v → %v", first.DeletedAt, second.DeletedAt)
+	}
+
+	// Accounts: priority is required at the service level.
+	_, err = s.AddAccount(ctx, AccountInput{Platform: "claude", Type: "api-key", Name: "a", APIKey: "k"})
+	if !IsInvalid(err) || !strings.HasPrefix(err.Error(), "priority:") {
+		t.Fatalf("missing priority: %v", err)
+	}
+	// A proxy sealed under another ENCRYPTION_KEY does not break listing.
+	av, err := s.AddAccount(ctx, AccountInput{Platform: "claude", Type: "api-key", Name: "a", APIKey: "k", Priority: 1, Proxy: "http://p:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := e.st.GetAccount(ctx, av.ID)
+	a.SealedProxy = []byte("\x01garbage-not-sealed-by-this-box-at-all")
+	if err := e.st.UpdateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListAccounts(ctx)
+	if err != nil || len(list) != 1 || !strings.HasPrefix(list[0].Proxy, "(cannot decrypt") {
+		t.Fatalf("list = %+v, %v", list, err)
+	}
+	// An expired cooldown is not shown.
+	if err := e.st.SetCooldown(ctx, av.ID, store.CooldownTransient, e.clock.Now().Add(time.Second), "529"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.GetAccount(ctx, av.ID); v.Status != "cooling_down" || v.CooldownUntil == nil {
+		t.Fatalf("cooling = %+v", v)
+	}
+	e.clock.Advance(2 * time.Second)
+	if v, _ := s.GetAccount(ctx, av.ID); v.Status != "active" || v.CooldownUntil != nil || v.CooldownReason != "" {
+		t.Fatalf("after cooldown = %+v", v)
+	}
+}
