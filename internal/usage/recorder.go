@@ -1,0 +1,287 @@
+// Package usage makes usage records durable. A Recorder group-commits
+// records to the store: the first record waiting starts a commit at once,
+// and whatever queues up while a commit runs forms the next batch, so under
+// load many records share one transaction and nothing waits on a timer.
+//
+// The relay calls Record for the final event of each response and releases
+// that event to the client only when Record returns: the record is then
+// committed, or (after MaxWait) written to an fsynced spool file that the
+// next start replays. Either way, a response the client saw complete is
+// never missing from usage, even after kill -9.
+package usage
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// Options tune a Recorder. Zero values take the defaults.
+type Options struct {
+	// MaxWait bounds how long Record waits for a commit before spooling.
+	MaxWait time.Duration // default 1s
+	// MaxBatch bounds the records in one transaction.
+	MaxBatch int // default 256
+	// SpoolDir holds spool files; required.
+	SpoolDir string
+	Logger   *slog.Logger
+}
+
+// Recorder commits usage records in batches. Call Start, then Close.
+type Recorder struct {
+	st    store.Usage
+	opts  Options
+	queue chan pending
+	log   *slog.Logger
+
+	spoolMu sync.Mutex
+	closed  chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+}
+
+type pending struct {
+	rec  store.UsageRecord
+	done chan error // buffered 1
+}
+
+// NewRecorder returns a Recorder writing to st.
+func NewRecorder(st store.Usage, opts Options) *Recorder {
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{
+		st:     st,
+		opts:   opts,
+		queue:  make(chan pending, 4096),
+		log:    opts.Logger,
+		closed: make(chan struct{}),
+	}
+}
+
+// ErrClosed is returned by Record after Close; the record was spooled.
+var ErrClosed = errors.New("usage: recorder closed")
+
+// Record hands rec to the committer and waits until it is committed, or
+// MaxWait passed, or ctx ended; in the last two cases the record is written
+// to the spool before Record returns. The error is non-nil only when even
+// the spool failed (the record may then be lost, and the caller logs it).
+func (r *Recorder) Record(ctx context.Context, rec store.UsageRecord) error {
+	p := pending{rec: rec, done: make(chan error, 1)}
+	select {
+	case <-r.closed:
+		return r.spool([]store.UsageRecord{rec})
+	default:
+	}
+	timer := time.NewTimer(r.opts.MaxWait)
+	defer timer.Stop()
+	select {
+	case r.queue <- p:
+	case <-timer.C:
+		return r.spool([]store.UsageRecord{rec})
+	case <-r.closed:
+		return r.spool([]store.UsageRecord{rec})
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	// The committer still holds the record and may commit it later; the
+	// spool copy is idempotent on (request id, attempt), so both may land.
+	return r.spool([]store.UsageRecord{rec})
+}
+
+// Start launches the committer. It runs until Close, then drains the
+// queue: everything queued is committed or spooled.
+func (r *Recorder) Start() {
+	r.wg.Add(1)
+	go r.run()
+}
+
+func (r *Recorder) run() {
+	defer r.wg.Done()
+	batch := make([]pending, 0, r.opts.MaxBatch)
+	for {
+		var first pending
+		select {
+		case first = <-r.queue:
+		case <-r.closed:
+			r.drain(batch)
+			return
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < r.opts.MaxBatch {
+			select {
+			case p := <-r.queue:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		r.commit(batch)
+	}
+}
+
+func (r *Recorder) drain(batch []pending) {
+	for {
+		batch = batch[:0]
+	fill:
+		for len(batch) < r.opts.MaxBatch {
+			select {
+			case p := <-r.queue:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+		r.commit(batch)
+	}
+}
+
+// commit stores one batch. A store failure sends the batch to the spool, so
+// records survive an outage of the store; the spool is replayed at start.
+func (r *Recorder) commit(batch []pending) {
+	recs := make([]store.UsageRecord, len(batch))
+	for i, p := range batch {
+		recs[i] = p.rec
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err := r.st.InsertUsage(ctx, recs)
+	cancel()
+	if err != nil {
+		r.log.Error("usage commit failed; spooling", "records", len(recs), "err", err)
+		err = r.spool(recs)
+	}
+	for _, p := range batch {
+		p.done <- err
+	}
+}
+
+// Close stops accepting records and waits (bounded by ctx) for the queue
+// to drain.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.once.Do(func() { close(r.closed) })
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// spool appends records to today's spool file and fsyncs it.
+func (r *Recorder) spool(recs []store.UsageRecord) error {
+	r.spoolMu.Lock()
+	defer r.spoolMu.Unlock()
+	if err := os.MkdirAll(r.opts.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("usage spool: %w", err)
+	}
+	name := filepath.Join(r.opts.SpoolDir, "spool-"+time.Now().UTC().Format("20060102")+".jsonl")
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("usage spool: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, rec := range recs {
+		if err := enc.Encode(rec); err != nil {
+			f.Close()
+			return fmt.Errorf("usage spool: %w", err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("usage spool: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("usage spool: %w", err)
+	}
+	r.log.Warn("usage records spooled", "records", len(recs), "file", name)
+	return f.Close()
+}
+
+// ReplaySpool inserts every spooled record (idempotently) and removes the
+// spool files it fully stored. Call it at start, before serving.
+func ReplaySpool(ctx context.Context, st store.Usage, dir string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "spool-") && strings.HasSuffix(e.Name(), ".jsonl") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	total := 0
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		recs, err := readSpool(path)
+		if err != nil {
+			return total, err
+		}
+		for i := 0; i < len(recs); i += 256 {
+			end := min(i+256, len(recs))
+			added, err := st.InsertUsage(ctx, recs[i:end])
+			if err != nil {
+				return total, fmt.Errorf("replay %s: %w", n, err)
+			}
+			total += added
+		}
+		if err := os.Remove(path); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// readSpool reads a spool file. A torn last line (a crash mid-write) is
+// skipped: its record was never acknowledged to a client.
+func readSpool(path string) ([]store.UsageRecord, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var recs []store.UsageRecord
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		var rec store.UsageRecord
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	return recs, sc.Err()
+}
