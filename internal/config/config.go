@@ -71,7 +71,7 @@ type Var struct {
 // Vars lists every variable Load reads, in the order of the help text.
 var Vars = []Var{
 	{"HOST", "0.0.0.0", "listen address"},
-	{"PORT", "3000", "listen port"},
+	{"PORT", "3000", "listen port (0 picks a free one; the address is printed)"},
 	{"DATA_DIR", "./data", "state: SQLite database, generated secrets, init.json, usage spool"},
 	{"ADMIN_USERNAME", "admin", "admin login created on first start"},
 	{"ADMIN_PASSWORD", "(random)", "admin password set on first start; printed once and kept in DATA_DIR/init.json until changed"},
@@ -95,7 +95,7 @@ func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
 		Host:              p.str("HOST", "0.0.0.0"),
-		Port:              p.intRange("PORT", 3000, 1, 65535),
+		Port:              p.intRange("PORT", 3000, 0, 65535),
 		DataDir:           p.str("DATA_DIR", "./data"),
 		AdminUsername:     p.str("ADMIN_USERNAME", "admin"),
 		AdminPassword:     getenv("ADMIN_PASSWORD"),

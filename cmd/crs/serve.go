@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crs-relay/crs/internal/admin"
+	"github.com/crs-relay/crs/internal/config"
+	"github.com/crs-relay/crs/internal/lockfile"
+	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/pricing"
+	"github.com/crs-relay/crs/internal/relay"
+	"github.com/crs-relay/crs/internal/scheduler"
+	"github.com/crs-relay/crs/internal/server"
+	"github.com/crs-relay/crs/internal/usage"
+)
+
+// Background cadences of a running server.
+const (
+	reloadEvery = time.Second     // poll the store's change version (CLI edits show within 2 s)
+	touchEvery  = 5 * time.Second // flush last-used times of keys and accounts
+)
+
+// runServe runs the relay until ctx ends (SIGINT/SIGTERM), then drains.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return serve(ctx, args, stdout, stderr, os.Getenv, nil)
+}
+
+// serve is runServe with its environment and an optional ready callback
+// (given the bound address), so tests run the real server in-process.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, ready func(addr string)) error {
+	fs := flag.NewFlagSet("crs serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "state directory (default $DATA_DIR, else ./data)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: crs serve [--data-dir DIR]")
+		fmt.Fprintln(stderr, "\nEnvironment:")
+		for _, v := range config.Vars {
+			fmt.Fprintf(stderr, "  %-30s %s (default %s)\n", v.Name, v.Doc, v.Default)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errReported
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+
+	e, err := openEnv(ctx, *dataDir, getenv)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	cfg := e.Config
+	lock, err := lockfile.Acquire(filepath.Join(cfg.DataDir, "crs.pid"))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	log := newLogger(stderr, cfg.LogLevel)
+	if len(e.Generated) > 0 {
+		fmt.Fprintf(stdout, "crs: generated %s into %s (mode 0600); keep that directory safe and backed up\n",
+			strings.Join(e.Generated, " and "), cfg.DataDir)
+	}
+	if _, err := admin.Bootstrap(ctx, e.Store, cfg.DataDir, cfg.AdminUsername, cfg.AdminPassword, stdout); err != nil {
+		return err
+	}
+	spoolDir := filepath.Join(cfg.DataDir, "spool")
+	if n, err := usage.ReplaySpool(ctx, e.Store, spoolDir); err != nil {
+		return fmt.Errorf("replaying the usage spool: %w", err)
+	} else if n > 0 {
+		log.Info("replayed spooled usage records", "records", n)
+	}
+
+	rec := usage.NewRecorder(e.Store, usage.Options{SpoolDir: spoolDir, Logger: log})
+	rec.Start()
+	pool := netx.NewPool(netx.Options{})
+	sched := scheduler.New(e.Store, scheduler.Options{StickyTTL: cfg.StickyTTL})
+	rl := relay.New(relay.Config{
+		ClaudeBaseURL:     cfg.ClaudeAPIURL,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		MaxAttempts:       cfg.MaxAttempts,
+		FirstEventTimeout: cfg.FirstEventTimeout,
+		FailoverDeadline:  cfg.FailoverDeadline,
+	}, relay.Deps{
+		Keys:      relay.NewKeyCache(e.Store, nil),
+		Scheduler: sched,
+		Recorder:  rec,
+		Prices:    pricing.Default(),
+		Pool:      pool,
+		Box:       e.Box,
+		Logger:    log,
+	})
+	if err := rl.Refresh(ctx); err != nil {
+		return err
+	}
+	clientIP := server.ClientIPFunc(cfg.TrustProxy)
+	api := admin.NewAPI(e.Admin, admin.APIOptions{
+		JWTSecret: cfg.JWTSecret, ClientIP: clientIP, DataDir: cfg.DataDir, Logger: log,
+	})
+	var inflight sync.WaitGroup
+	handler := server.New(server.Options{
+		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(),
+		Logger: log, ClientIP: clientIP,
+	})
+	srv := &http.Server{
+		Handler:           counted(&inflight, handler),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "crs %s listening on http://%s (data in %s)\n", version(), ln.Addr(), cfg.DataDir)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		watch(bgCtx, e.Store.ChangeVersion, rl, log)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		stopBG()
+		bg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+
+	// Drain: stop accepting, let in-flight streams finish (bounded), then
+	// cut what remains and commit every usage record still queued.
+	log.Info("shutting down", "drain", cfg.ShutdownTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain timed out; closing open streams", "err", err)
+		srv.Close()
+	}
+	waitGroup(&inflight, 5*time.Second)
+	stopBG()
+	bg.Wait()
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if err := rec.Close(rctx); err != nil {
+		log.Error("usage queue not drained", "err", err)
+	}
+	if err := rl.FlushTouches(rctx); err != nil {
+		log.Warn("last-used times not saved", "err", err)
+	}
+	pool.CloseIdle()
+	log.Info("stopped")
+	return nil
+}
+
+// watch reloads caches when the store changes and flushes last-used times.
+func watch(ctx context.Context, changeVersion func(context.Context) (uint64, error), rl *relay.Relay, log *slog.Logger) {
+	reload := time.NewTicker(reloadEvery)
+	defer reload.Stop()
+	touch := time.NewTicker(touchEvery)
+	defer touch.Stop()
+	var seen uint64
+	if v, err := changeVersion(ctx); err == nil {
+		seen = v
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload.C:
+			v, err := changeVersion(ctx)
+			if err != nil || v == seen {
+				continue
+			}
+			if err := rl.Refresh(ctx); err != nil {
+				log.Error("reload failed", "err", err)
+				continue
+			}
+			seen = v
+		case <-touch.C:
+			if err := rl.FlushTouches(ctx); err != nil {
+				log.Warn("last-used times not saved", "err", err)
+			}
+		}
+	}
+}
+
+func counted(wg *sync.WaitGroup, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func waitGroup(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,459 @@
+package relay
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/crs-relay/crs/internal/provider"
+	"github.com/crs-relay/crs/internal/provider/anthropic"
+	"github.com/crs-relay/crs/internal/reqid"
+	"github.com/crs-relay/crs/internal/scheduler"
+	"github.com/crs-relay/crs/internal/sse"
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// maxErrorBody bounds how much of an upstream error body is read.
+const maxErrorBody = 1 << 20
+
+// nonStreamTimeout bounds the wait for a non-stream answer.
+const nonStreamTimeout = 10 * time.Minute
+
+// call is one client request on an Anthropic route, across its attempts.
+type call struct {
+	key      store.Key
+	path     string // vendor path, "/v1/messages"
+	body     []byte
+	model    string
+	stream   bool
+	sticky   string
+	metered  bool // records usage (messages), or not (count_tokens)
+	start    time.Time
+	id       string
+	attempts int
+}
+
+// failure is a finished attempt that did not reach the client.
+type failure struct {
+	outcome provider.Outcome
+	account store.Account
+}
+
+// Messages serves POST …/v1/messages.
+func (r *Relay) Messages(w http.ResponseWriter, req *http.Request) {
+	r.anthropicCall(w, req, "/v1/messages", true)
+}
+
+// CountTokens serves POST …/v1/messages/count_tokens: forwarded to an
+// account like a message, but never metered.
+func (r *Relay) CountTokens(w http.ResponseWriter, req *http.Request) {
+	r.anthropicCall(w, req, "/v1/messages/count_tokens", false)
+}
+
+func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path string, metered bool) {
+	c := &call{path: path, metered: metered, start: r.now(), id: reqid.From(req.Context())}
+	var ok bool
+	if c.key, ok = r.authenticate(w, req); !ok {
+		return
+	}
+	if c.body, ok = r.readBody(w, req); !ok {
+		return
+	}
+	if !gjson.ValidBytes(c.body) || !gjson.ParseBytes(c.body).IsObject() {
+		WriteAnthropicError(w, http.StatusBadRequest, errInvalidRequest, "request body is not a JSON object", 0)
+		return
+	}
+	model := gjson.GetBytes(c.body, "model")
+	if model.Type != gjson.String || model.String() == "" {
+		WriteAnthropicError(w, http.StatusBadRequest, errInvalidRequest, "model: a model name is required", 0)
+		return
+	}
+	c.model = model.String()
+	c.stream = metered && gjson.GetBytes(c.body, "stream").Bool()
+	if s := sessionID(req.Header, c.body); s != "" {
+		c.sticky = string(c.key.ID) + "|" + string(store.PlatformClaude) + "|" + s
+	}
+
+	ctx := req.Context()
+	deadline := c.start.Add(r.cfg.FailoverDeadline)
+	tried := map[store.AccountID]bool{}
+	var last *failure
+	for c.attempts < r.cfg.MaxAttempts && r.now().Before(deadline) {
+		acct, err := r.sched.Pick(ctx, scheduler.Request{
+			Platform: store.PlatformClaude, Model: c.model, Session: c.sticky, Exclude: tried,
+		})
+		if err != nil {
+			if last == nil {
+				r.writeNoAccount(w, err)
+				return
+			}
+			break
+		}
+		tried[acct.ID] = true
+		c.attempts++
+		f, done := r.attempt(ctx, w, req, c, acct, deadline)
+		if done {
+			return
+		}
+		last = f
+		r.log.Warn("upstream attempt failed", "request_id", c.id, "attempt", c.attempts,
+			"account", acct.ID, "status", f.outcome.Status, "reason", f.outcome.Reason)
+		if f.outcome.Kind == provider.Failover {
+			if err := r.sched.Rest(context.WithoutCancel(ctx), acct.ID, f.outcome.Cooldown, f.outcome.Until, f.outcome.Reason); err != nil {
+				r.log.Error("cannot record cooldown", "account", acct.ID, "err", err)
+			}
+		}
+		if ctx.Err() != nil {
+			return // the client is gone; nobody to answer
+		}
+	}
+	r.writeExhausted(w, c, last)
+}
+
+// writeNoAccount answers when the scheduler has nothing to offer.
+func (r *Relay) writeNoAccount(w http.ResponseWriter, err error) {
+	var cooling *scheduler.CoolingError
+	var none *scheduler.NoAccountError
+	switch {
+	case errors.As(err, &cooling):
+		WriteAnthropicError(w, 529, errOverloaded, "crs: "+cooling.Error(), max(time.Second, cooling.Until.Sub(r.now())))
+	case errors.As(err, &none):
+		WriteAnthropicError(w, http.StatusServiceUnavailable, errAPI,
+			fmt.Sprintf("crs: no enabled account in the %s pool can serve model %q", none.Platform, none.Model), 0)
+	default:
+		r.log.Error("scheduler failed", "err", err)
+		WriteAnthropicError(w, http.StatusServiceUnavailable, errAPI, "crs: the account store is unavailable", 5*time.Second)
+	}
+}
+
+// writeExhausted answers after every attempt failed before the first byte.
+func (r *Relay) writeExhausted(w http.ResponseWriter, c *call, last *failure) {
+	retry := time.Second
+	if last != nil && !last.outcome.Until.IsZero() {
+		retry = max(retry, last.outcome.Until.Sub(r.now()))
+	}
+	if until, ok := r.sched.Recovery(store.PlatformClaude); ok {
+		retry = max(time.Second, until.Sub(r.now()))
+	}
+	reason := "no attempt was made"
+	if last != nil {
+		reason = last.outcome.Reason
+	}
+	WriteAnthropicError(w, 529, errOverloaded,
+		fmt.Sprintf("crs: %d upstream attempt(s) failed; last: %s", c.attempts, reason), retry)
+}
+
+// attempt forwards the call to one account. done means the client got its
+// answer (or left); otherwise f says why this account failed, and nothing
+// was written to the client.
+func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Request, c *call, acct store.Account, deadline time.Time) (f *failure, done bool) {
+	fail := func(o provider.Outcome) (*failure, bool) { return &failure{outcome: o, account: acct}, false }
+	apiKey, proxy, err := r.credentials(acct)
+	if err != nil {
+		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, "cannot open credentials: "+err.Error()))
+	}
+	client, err := r.pool.Client(proxy)
+	if err != nil {
+		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, "bad proxy: "+err.Error()))
+	}
+	base := acct.BaseURL
+	if base == "" {
+		base = r.cfg.ClaudeBaseURL
+	}
+
+	// The attempt's context ends with the client's; a guard ends it early
+	// if no real event arrived in time. Once committed the guard is off:
+	// a long stream must never be cut by a timer.
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wait := min(r.cfg.FirstEventTimeout, time.Until(deadline))
+	if !c.stream {
+		// A non-stream answer arrives whole, after the model finished
+		// writing it; Anthropic allows such requests ten minutes.
+		wait = max(wait, nonStreamTimeout)
+	}
+	g := newCommitGuard(cancel, wait)
+	defer g.stop()
+
+	up, err := anthropic.APIKeyRequest(actx, req.Header, base, c.path, req.URL.RawQuery, apiKey, c.body)
+	if err != nil {
+		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, "bad base URL: "+err.Error()))
+	}
+	resp, err := client.Do(up)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, true
+		}
+		if g.timedOut() {
+			err = fmt.Errorf("no answer within %v", r.cfg.FirstEventTimeout)
+		}
+		return fail(anthropic.ClassifyTransport(r.now(), err))
+	}
+	defer resp.Body.Close()
+	firstByte := r.now()
+
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		o := anthropic.Classify(r.now(), resp.StatusCode, resp.Header, decoded(resp.Header, body))
+		if o.Kind != provider.ClientError || !g.commit() {
+			if o.Kind == provider.ClientError { // timed out while reading the body
+				o = anthropic.ClassifyTransport(r.now(), errors.New("error body too slow"))
+			}
+			return fail(o)
+		}
+		// The request itself is wrong: every account would say the
+		// same, so the client sees the upstream's own answer.
+		copyHeaders(w.Header(), resp.Header, "Content-Type", "Content-Encoding", "Retry-After")
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+		return nil, true
+	}
+
+	rec := store.UsageRecord{
+		RequestID: c.id, Attempt: c.attempts, KeyID: c.key.ID, AccountID: acct.ID,
+		Model: c.model, Stream: c.stream, Status: resp.StatusCode,
+		FirstByteMs: firstByte.Sub(c.start).Milliseconds(),
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return r.forwardBody(ctx, w, c, acct, resp, g, rec)
+	}
+	return r.forwardStream(ctx, w, c, acct, resp, g, rec)
+}
+
+// forwardBody relays a non-stream 200 answer: the whole body is the
+// commit point; its usage is recorded before the client sees it.
+func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call, acct store.Account, resp *http.Response, g *commitGuard, rec store.UsageRecord) (*failure, bool) {
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, true
+		}
+		return &failure{outcome: anthropic.ClassifyTransport(r.now(), err), account: acct}, false
+	}
+	if !g.commit() {
+		return &failure{outcome: anthropic.ClassifyTransport(r.now(), errors.New("answer too slow")), account: acct}, false
+	}
+	if c.metered {
+		if model, tk, ok := anthropic.BodyUsage(decoded(resp.Header, body)); ok {
+			if model != "" {
+				rec.Model = model
+			}
+			rec.LatencyMs = r.now().Sub(c.start).Milliseconds()
+			r.record(context.WithoutCancel(ctx), rec, tk)
+		}
+	}
+	copyHeaders(w.Header(), resp.Header, "Content-Type", "Content-Encoding")
+	w.WriteHeader(resp.StatusCode)
+	w.Write(body)
+	return nil, true
+}
+
+// forwardStream relays an SSE answer. Events up to the first real one
+// (anything but ping and message_start) are held back: until then the
+// attempt may still fail over. After it, bytes pass through unchanged and
+// flushed per event, and the account never changes.
+func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *call, acct store.Account, resp *http.Response, g *commitGuard, rec store.UsageRecord) (*failure, bool) {
+	var body io.Reader = resp.Body
+	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
+		// We asked for identity; a proxy on the way compressed anyway.
+		// Events are read decoded and sent on decoded.
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return &failure{outcome: anthropic.ClassifyTransport(r.now(), err), account: acct}, false
+		}
+		body = zr
+	}
+	rd := sse.NewReader(body)
+	var su anthropic.StreamUsage
+	recorded := false
+	finish := func(aborted bool) {
+		if recorded || !c.metered || !su.Reported {
+			return
+		}
+		recorded = true
+		if su.Model != "" {
+			rec.Model = su.Model
+		}
+		rec.ClientAborted = aborted
+		rec.LatencyMs = r.now().Sub(c.start).Milliseconds()
+		r.record(context.WithoutCancel(ctx), rec, su.Tokens)
+	}
+
+	// Before the commit point.
+	var held bytes.Buffer
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			finish(ctx.Err() != nil)
+			if ctx.Err() != nil {
+				return nil, true
+			}
+			if g.timedOut() {
+				err = fmt.Errorf("no event within %v", r.cfg.FirstEventTimeout)
+			} else if err == io.EOF {
+				err = errors.New("stream ended before its first event")
+			}
+			return &failure{outcome: anthropic.ClassifyTransport(r.now(), err), account: acct}, false
+		}
+		su.Observe(ev)
+		held.Write(ev.Raw)
+		name := eventName(ev)
+		if name == "error" {
+			o := anthropic.ClassifyStreamError(r.now(), ev.Data)
+			if o.Kind != provider.ClientError {
+				finish(false)
+				return &failure{outcome: o, account: acct}, false
+			}
+		}
+		if name != "ping" && name != "message_start" && name != "" {
+			break
+		}
+	}
+	if !g.commit() {
+		finish(false)
+		return &failure{outcome: anthropic.ClassifyTransport(r.now(), errors.New("first event too slow")), account: acct}, false
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", resp.Header.Get("Content-Type"))
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if _, err := w.Write(held.Bytes()); err != nil {
+		finish(true)
+		return nil, true
+	}
+	rc.Flush()
+
+	// After the commit point.
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				finish(true)
+				return nil, true
+			}
+			if len(ev.Raw) > 0 {
+				w.Write(ev.Raw)
+			}
+			finish(false)
+			if err != io.EOF {
+				r.log.Warn("upstream stream broke after the first byte", "request_id", c.id, "account", acct.ID, "err", err)
+				msg := []byte(`{"type":"error","error":{"type":"api_error","message":"crs: the upstream stream was interrupted"}}`)
+				if len(ev.Raw) > 0 && !bytes.HasSuffix(ev.Raw, []byte("\n\n")) {
+					w.Write([]byte("\n\n"))
+				}
+				sse.WriteEvent(w, "error", msg)
+				rc.Flush()
+			}
+			return nil, true
+		}
+		su.Observe(ev)
+		name := eventName(ev)
+		switch name {
+		case "message_stop":
+			// The client learns the response is complete only once its
+			// usage is durable.
+			finish(false)
+		case "error":
+			if o := anthropic.ClassifyStreamError(r.now(), ev.Data); o.Kind == provider.Failover {
+				if err := r.sched.Rest(context.WithoutCancel(ctx), acct.ID, o.Cooldown, o.Until, o.Reason); err != nil {
+					r.log.Error("cannot record cooldown", "account", acct.ID, "err", err)
+				}
+			}
+		}
+		if _, err := w.Write(ev.Raw); err != nil {
+			finish(true)
+			return nil, true
+		}
+		rc.Flush()
+	}
+}
+
+// eventName is the event's type: its event: field, else the data's "type".
+func eventName(ev sse.Event) string {
+	if ev.Name != "" {
+		return ev.Name
+	}
+	if len(ev.Data) == 0 {
+		return ""
+	}
+	return gjson.GetBytes(ev.Data, "type").String()
+}
+
+// decoded returns body decompressed when the upstream gzipped it anyway.
+func decoded(h http.Header, body []byte) []byte {
+	if !strings.EqualFold(h.Get("Content-Encoding"), "gzip") {
+		return body
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return body
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+func copyHeaders(dst, src http.Header, names ...string) {
+	for _, n := range names {
+		if v := src.Values(n); len(v) > 0 {
+			dst[http.CanonicalHeaderKey(n)] = v
+		}
+	}
+}
+
+// commitGuard cancels an attempt that did not reach its commit point in
+// time. commit and the timer race under one lock, so exactly one wins: a
+// committed attempt is never cancelled by the guard.
+type commitGuard struct {
+	mu        sync.Mutex
+	committed bool
+	fired     bool
+	timer     *time.Timer
+}
+
+func newCommitGuard(cancel context.CancelFunc, d time.Duration) *commitGuard {
+	g := &commitGuard{}
+	g.timer = time.AfterFunc(max(d, time.Millisecond), func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if !g.committed {
+			g.fired = true
+			cancel()
+		}
+	})
+	return g
+}
+
+// commit marks the commit point; false if the guard fired first.
+func (g *commitGuard) commit() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fired {
+		return false
+	}
+	g.committed = true
+	g.timer.Stop()
+	return true
+}
+
+func (g *commitGuard) timedOut() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fired
+}
+
+func (g *commitGuard) stop() { g.timer.Stop() }

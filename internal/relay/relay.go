@@ -1,0 +1,157 @@
+// Package relay is the request pipeline: authenticate the relay key, read
+// the body once, pick an account, forward, and stream the answer back
+// untouched while accounting its usage. It is protocol-neutral in shape;
+// each wire protocol (messages.go for Anthropic) is one file that uses the
+// shared steps here.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/pricing"
+	"github.com/crs-relay/crs/internal/scheduler"
+	"github.com/crs-relay/crs/internal/secret"
+	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/usage"
+)
+
+// Config tunes the pipeline.
+type Config struct {
+	// ClaudeBaseURL is the API root of Claude accounts that have none.
+	ClaudeBaseURL string
+	// MaxBodyBytes bounds a client request body.
+	MaxBodyBytes int64
+	// MaxAttempts bounds the accounts tried before the first byte.
+	MaxAttempts int
+	// FirstEventTimeout bounds the wait for an upstream's first real event.
+	FirstEventTimeout time.Duration
+	// FailoverDeadline bounds all attempts of one request together.
+	FailoverDeadline time.Duration
+}
+
+// Relay serves the client-facing API routes.
+type Relay struct {
+	cfg    Config
+	keys   *KeyCache
+	sched  *scheduler.Scheduler
+	rec    *usage.Recorder
+	prices *pricing.Table
+	pool   *netx.Pool
+	box    *secret.Box
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// Deps are the services a Relay uses; all are required but Logger and Now.
+type Deps struct {
+	Keys      *KeyCache
+	Scheduler *scheduler.Scheduler
+	Recorder  *usage.Recorder
+	Prices    *pricing.Table
+	Pool      *netx.Pool
+	Box       *secret.Box
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// New builds a Relay.
+func New(cfg Config, d Deps) *Relay {
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.FirstEventTimeout <= 0 {
+		cfg.FirstEventTimeout = 120 * time.Second
+	}
+	if cfg.FailoverDeadline <= 0 {
+		cfg.FailoverDeadline = 180 * time.Second
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 60 << 20
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
+		pool: d.Pool, box: d.Box, log: d.Logger, now: d.Now}
+}
+
+// authenticate resolves the relay key or answers the error itself.
+func (r *Relay) authenticate(w http.ResponseWriter, req *http.Request) (store.Key, bool) {
+	k, err := r.keys.Authenticate(ExtractKey(req))
+	if err == nil {
+		return k, true
+	}
+	WriteAnthropicError(w, http.StatusUnauthorized, errAuthentication, err.Error(), 0)
+	return store.Key{}, false
+}
+
+// readBody reads the whole request body once, bounded by MaxBodyBytes, or
+// answers the error itself. The body is read fully before anything is
+// forwarded: streaming it straight upstream lost bodies when the server
+// closed the inbound side as response headers went out (golang/go#40747).
+func (r *Relay) readBody(w http.ResponseWriter, req *http.Request) ([]byte, bool) {
+	if req.ContentLength > r.cfg.MaxBodyBytes {
+		WriteAnthropicError(w, http.StatusRequestEntityTooLarge, errTooLarge,
+			fmt.Sprintf("request body is %d bytes; the limit is %d", req.ContentLength, r.cfg.MaxBodyBytes), 0)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			WriteAnthropicError(w, http.StatusRequestEntityTooLarge, errTooLarge,
+				fmt.Sprintf("request body exceeds the limit of %d bytes", r.cfg.MaxBodyBytes), 0)
+		} else {
+			WriteAnthropicError(w, http.StatusBadRequest, errInvalidRequest, "could not read the request body", 0)
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// credentials opens the account's sealed secret and proxy.
+func (r *Relay) credentials(a store.Account) (apiKey, proxy string, err error) {
+	k, err := r.box.Open(a.SealedSecret)
+	if err != nil {
+		return "", "", err
+	}
+	p, err := r.box.Open(a.SealedProxy)
+	if err != nil {
+		return "", "", err
+	}
+	return string(k), string(p), nil
+}
+
+// record prices and stores one usage record, waiting (bounded) until it is
+// durable. It logs instead of failing: the response goes on either way.
+func (r *Relay) record(ctx context.Context, rec store.UsageRecord, tk pricing.Tokens) {
+	rec.Input, rec.Output = tk.Input, tk.Output
+	rec.CacheWrite5m, rec.CacheWrite1h, rec.CacheRead = tk.CacheWrite5m, tk.CacheWrite1h, tk.CacheRead
+	rec.CostPico = pricing.ToPico(r.prices.Cost(rec.Model, tk))
+	if rec.CreatedAt.IsZero() {
+		rec.CreatedAt = r.now()
+	}
+	if err := r.rec.Record(ctx, rec); err != nil {
+		r.log.Error("usage record lost", "request_id", rec.RequestID, "attempt", rec.Attempt, "err", err)
+	}
+}
+
+// Refresh reloads the key cache and the account snapshot.
+func (r *Relay) Refresh(ctx context.Context) error {
+	return errors.Join(r.keys.Reload(ctx), r.sched.Reload(ctx))
+}
+
+// FlushTouches writes gathered last-used times of keys and accounts.
+func (r *Relay) FlushTouches(ctx context.Context) error {
+	return errors.Join(r.keys.FlushTouches(ctx), r.sched.FlushTouches(ctx))
+}

@@ -1,0 +1,101 @@
+// Package server assembles the HTTP surface: client routes under /api and
+// /claude, the admin API under /admin, /health, and the middleware every
+// request passes (request id, path folding, recover, access log).
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/crs-relay/crs/internal/admin"
+	"github.com/crs-relay/crs/internal/relay"
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// Options are what New assembles.
+type Options struct {
+	Relay    *relay.Relay
+	Admin    []admin.Route
+	Store    store.Store
+	Version  string
+	Logger   *slog.Logger
+	ClientIP func(*http.Request) string
+}
+
+// Prefixes the Anthropic Messages surface is mounted under. Clients set
+// ANTHROPIC_BASE_URL to http://host:port/api (or /claude).
+var Prefixes = []string{"/api", "/claude"}
+
+// New returns the root handler.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = ClientIPFunc(nil)
+	}
+	mux := http.NewServeMux()
+	rl := o.Relay
+	for _, p := range Prefixes {
+		mux.HandleFunc("POST "+p+"/v1/messages", rl.Messages)
+		mux.HandleFunc("POST "+p+"/v1/messages/count_tokens", rl.CountTokens)
+		mux.HandleFunc("GET "+p+"/v1/models", rl.Models)
+		mux.HandleFunc("GET "+p+"/v1/me", rl.Me)
+		mux.HandleFunc("GET "+p+"/v1/key-info", rl.KeyInfo)
+		mux.HandleFunc("GET "+p+"/v1/usage", rl.OrgUsage)
+		mux.HandleFunc("GET "+p+"/v1/organizations/{org}/usage", rl.OrgUsage)
+		mux.HandleFunc("POST "+p+"/api/event_logging/batch", relay.EventLogging)
+		// Some clients warm the connection up with HEAD on the base URL.
+		mux.HandleFunc("HEAD "+p, ok)
+		mux.HandleFunc("HEAD "+p+"/{$}", ok)
+		mux.HandleFunc(p+"/", anthropicNotFound)
+	}
+	mux.HandleFunc("HEAD /{$}", ok)
+	mux.HandleFunc("GET /health", health(o.Store, o.Version))
+	for _, r := range o.Admin {
+		mux.Handle(r.Method+" "+r.Pattern, r.Handler)
+	}
+	mux.HandleFunc("/", notFound)
+
+	var h http.Handler = mux
+	h = withAccessLog(o.Logger, o.ClientIP, h)
+	h = withRecover(o.Logger, h)
+	h = withCleanPath(h)
+	h = withRequestID(h)
+	return h
+}
+
+func ok(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+
+func anthropicNotFound(w http.ResponseWriter, r *http.Request) {
+	relay.WriteAnthropicError(w, http.StatusNotFound, "not_found_error", "crs: no route for "+r.Method+" "+r.URL.Path, 0)
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	w.Write([]byte(`{"error":{"code":"not_found","message":"no route for this path"}}`))
+}
+
+// health answers GET /health: 200 while the store answers, 503 when not.
+func health(st store.Store, version string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := st.Ping(ctx)
+		lat := float64(time.Since(start).Microseconds()) / 1000
+		status, code := "ok", http.StatusOK
+		if err != nil {
+			status, code = "degraded", http.StatusServiceUnavailable
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSONStatus(w, code, map[string]any{
+			"status":  status,
+			"version": version,
+			"store":   map[string]any{"backend": st.Backend(), "ok": err == nil, "latency_ms": lat},
+		})
+	}
+}
