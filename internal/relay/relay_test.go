@@ -1,0 +1,203 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crs-relay/crs/internal/fakeupstream"
+	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/pricing"
+	"github.com/crs-relay/crs/internal/reqid"
+	"github.com/crs-relay/crs/internal/scheduler"
+	"github.com/crs-relay/crs/internal/secret"
+	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/sqlite"
+	"github.com/crs-relay/crs/internal/usage"
+)
+
+// fixture is a Relay on a real SQLite store with one account on a fake
+// upstream and one relay key.
+type fixture struct {
+	relay *Relay
+	store store.Store
+	fake  *fakeupstream.Anthropic
+	key   string
+}
+
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "crs.db"), sqlite.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	box, _ := secret.NewBox(strings.Repeat("x", 32))
+	fake := fakeupstream.StartAnthropic(tb, fakeupstream.Options{APIKeys: []string{"sk-ant-test"}, Deltas: 2})
+	now := time.Now()
+	if err := st.CreateAccount(ctx, store.Account{ID: "a1", Name: "a1", Platform: store.PlatformClaude, Type: store.TypeAPIKey,
+		Priority: 50, BaseURL: fake.URL(), SealedSecret: box.Seal([]byte("sk-ant-test")), CreatedAt: now, UpdatedAt: now}); err != nil {
+		tb.Fatal(err)
+	}
+	key := secret.NewRelayKey()
+	if err := st.CreateKey(ctx, store.Key{ID: "k1", Name: "k1", Hash: secret.Hash(key), Hint: key[len(key)-4:], CreatedAt: now}); err != nil {
+		tb.Fatal(err)
+	}
+	rec := usage.NewRecorder(st, usage.Options{SpoolDir: tb.TempDir()})
+	rec.Start()
+	tb.Cleanup(func() { rec.Close(context.Background()) })
+	r := New(Config{MaxBodyBytes: 1 << 20, FirstEventTimeout: 5 * time.Second}, Deps{
+		Keys: NewKeyCache(st, nil), Scheduler: scheduler.New(st, scheduler.Options{}), Recorder: rec,
+		Prices: pricing.Default(), Pool: netx.NewPool(netx.Options{}), Box: box,
+	})
+	if err := r.Refresh(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return &fixture{relay: r, store: st, fake: fake, key: key}
+}
+
+func (f *fixture) post(body string, hdr map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/messages", strings.NewReader(body))
+	req = req.WithContext(reqid.With(req.Context(), reqid.New()))
+	req.Header.Set("X-Api-Key", f.key)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	f.relay.Messages(w, req)
+	return w
+}
+
+func TestSessionID(t *testing.T) {
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		hdr  http.Header
+		body string
+		want string
+	}{
+		{"header wins", h("X-Claude-Code-Session-Id", "abc"), `{"metadata":{"user_id":"{\"session_id\":\"zzz\"}"}}`, "abc"},
+		{"json user_id", nil, `{"metadata":{"user_id":"{\"device_id\":\"d\",\"account_uuid\":\"\",\"session_id\":\"s-1\"}"}}`, "s-1"},
+		{"legacy user_id", nil, `{"metadata":{"user_id":"user_abc_account__session_0f0e-11"}}`, "0f0e-11"},
+		{"system string", nil, `{"system":"be brief","messages":[{"role":"user","content":"hi"}]}`, hashText("be brief")},
+		{"system blocks", nil, `{"system":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}`, hashText("a\nb\n")},
+		{"first message", nil, `{"messages":[{"role":"user","content":[{"type":"text","text":"hello"}]}]}`, hashText("hello\n")},
+		{"nothing", nil, `{"messages":[]}`, ""},
+	}
+	for _, c := range cases {
+		if c.hdr == nil {
+			c.hdr = http.Header{}
+		}
+		if got := sessionID(c.hdr, []byte(c.body)); got != c.want {
+			t.Errorf("%s: sessionID = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestExtractKey(t *testing.T) {
+	for _, c := range []struct {
+		hdr  [2]string
+		want string
+	}{
+		{[2]string{"X-Api-Key", " cr_x "}, "cr_x"},
+		{[2]string{"Authorization", "Bearer cr_y"}, "cr_y"},
+		{[2]string{"Authorization", "bearer cr_y"}, "cr_y"},
+		{[2]string{"Authorization", "Basic abc"}, ""},
+		{[2]string{"X-Goog-Api-Key", "cr_z"}, "cr_z"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set(c.hdr[0], c.hdr[1])
+		if got := ExtractKey(r); got != c.want {
+			t.Errorf("%v: %q, want %q", c.hdr, got, c.want)
+		}
+	}
+}
+
+func TestKeyCacheStatuses(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.relay.keys.Authenticate(f.key); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := f.store.GetKey(ctx, "k1")
+	past := time.Now().Add(-time.Minute)
+	k.ExpiresAt = &past
+	f.store.UpdateKey(ctx, k)
+	f.relay.keys.Reload(ctx)
+	if _, err := f.relay.keys.Authenticate(f.key); err != ErrKeyExpired {
+		t.Fatalf("expired: %v", err)
+	}
+	k.ExpiresAt, k.DeletedAt = nil, &past
+	f.store.UpdateKey(ctx, k)
+	f.relay.keys.Reload(ctx)
+	if _, err := f.relay.keys.Authenticate(f.key); err != ErrKeyUnknown {
+		t.Fatalf("deleted: %v", err)
+	}
+	if err := f.relay.keys.FlushTouches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := f.store.GetKey(ctx, "k1"); k.LastUsedAt == nil {
+		t.Fatal("last_used_at not flushed")
+	}
+}
+
+// TestAbortedClientWhileWaiting: a client that leaves before the first
+// event gets nothing written and the account is not blamed.
+func TestAbortedClientBeforeFirstEvent(t *testing.T) {
+	f := newFixture(t)
+	f.fake.Push(fakeupstream.Fault{FirstByteDelay: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/messages", strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":5,"stream":true,"messages":[]}`)).WithContext(ctx)
+	req.Header.Set("X-Api-Key", f.key)
+	w := httptest.NewRecorder()
+	f.relay.Messages(w, req)
+	if w.Body.Len() != 0 {
+		t.Fatalf("wrote %q to a client that left", w.Body.String())
+	}
+	a, _ := f.store.GetAccount(context.Background(), "a1")
+	if a.Status(time.Now()) != store.AccountActive {
+		t.Fatalf("account blamed for the client leaving: %s", a.Status(time.Now()))
+	}
+}
+
+// FuzzMessagesRequest: no request body makes the handler panic, and every
+// answer the relay makes itself is in Anthropic's error shape.
+func FuzzMessagesRequest(f *testing.F) {
+	fx := newFixture(f)
+	for _, s := range []string{
+		`{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"claude-sonnet-4-5","max_tokens":5,"stream":true,"messages":[]}`,
+		`{"model":"x","metadata":{"user_id":"{\"session_id\":1}"},"system":[{"text":null}]}`,
+		`{"model":5}`, `[]`, `{`, "", "\x00", `{"model":"a","messages":{"0":{"content":[1,{"text":2}]}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := fx.post(string(body), nil)
+		if w.Code == http.StatusOK {
+			return
+		}
+		var e struct {
+			Type  string
+			Error struct{ Type, Message string }
+		}
+		b, _ := io.ReadAll(w.Body)
+		if err := json.Unmarshal(b, &e); err != nil || e.Type != "error" || e.Error.Type == "" {
+			t.Fatalf("status %d with a body not in Anthropic's error shape: %q", w.Code, b)
+		}
+	})
+}
