@@ -28,7 +28,7 @@ func TestStreamAndNonStreamRecordUsageOnce(t *testing.T) {
 	dir := newDataDir(t)
 	acct := addAccount(t, dir, fake, "main", 50)
 	keyID, key := createKey(t, dir, "alice")
-	srv := startRelay(t, dir, nil)
+	srv := startRelay(t, dir, map[string]string{"LOG_LEVEL": "debug"})
 	c := sdk(srv.url+"/api", key)
 	ctx := testCtx(t, 30*time.Second)
 
@@ -54,6 +54,17 @@ func TestStreamAndNonStreamRecordUsageOnce(t *testing.T) {
 		if r.Header.Get("Accept-Encoding") != "identity" {
 			t.Fatalf("upstream accept-encoding = %q", r.Header.Get("Accept-Encoding"))
 		}
+	}
+
+	// Debug logs carry neither secrets nor prompts.
+	logs := srv.stdout.String() + srv.stderr.String()
+	for _, secretText := range []string{key, key[3:20], "sk-ant-main", "say pong"} {
+		if strings.Contains(logs, secretText) {
+			t.Fatalf("logs contain %q:\n%s", secretText, logs)
+		}
+	}
+	if !strings.Contains(logs, "request_id") {
+		t.Fatalf("no access log at debug level:\n%s", logs)
 	}
 
 	u := usageJSON(t, dir)

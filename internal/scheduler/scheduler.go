@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -253,21 +252,6 @@ func (s *Scheduler) Recovery(p store.Platform) (until time.Time, ok bool) {
 		}
 	}
 	return until, !until.IsZero()
-}
-
-// Accounts returns a copy of the snapshot, sorted as Pick would prefer
-// them when none is resting.
-func (s *Scheduler) Accounts() []store.Account {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := slices.Clone(s.accounts)
-	slices.SortFunc(out, func(a, b store.Account) int {
-		if s.less(&a, &b) {
-			return -1
-		}
-		return 1
-	})
-	return out
 }
 
 // FlushTouches writes the last-used times gathered since the previous flush.

@@ -19,11 +19,11 @@ func TestClientIPHonoursOnlyTrustedProxies(t *testing.T) {
 		want      string
 		untrusted string
 	}{
-		{"203.0.113.9:5000", "1.2.3.4", "203.0.113.9", "203.0.113.9"},           // untrusted peer: header ignored
-		{"10.1.2.3:5000", "1.2.3.4", "1.2.3.4", "10.1.2.3"},                     // trusted proxy
+		{"203.0.113.9:5000", "1.2.3.4", "203.0.113.9", "203.0.113.9"},          // untrusted peer: header ignored
+		{"10.1.2.3:5000", "1.2.3.4", "1.2.3.4", "10.1.2.3"},                    // trusted proxy
 		{"10.1.2.3:5000", "6.6.6.6, 1.2.3.4, 10.9.9.9", "1.2.3.4", "10.1.2.3"}, // spoofed left part skipped
-		{"127.0.0.1:1", "", "127.0.0.1", "127.0.0.1"},                           // no header
-		{"10.1.2.3:5000", "garbage", "10.1.2.3", "10.1.2.3"},                    // unparsable
+		{"127.0.0.1:1", "", "127.0.0.1", "127.0.0.1"},                          // no header
+		{"10.1.2.3:5000", "garbage", "10.1.2.3", "10.1.2.3"},                   // unparsable
 		{"[::ffff:10.1.2.3]:80", "2001:db8::1", "2001:db8::1", "::ffff:10.1.2.3"},
 	}
 	for _, c := range cases {

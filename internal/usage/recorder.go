@@ -76,9 +76,6 @@ func NewRecorder(st store.Usage, opts Options) *Recorder {
 	}
 }
 
-// ErrClosed is returned by Record after Close; the record was spooled.
-var ErrClosed = errors.New("usage: recorder closed")
-
 // Record hands rec to the committer and waits until it is committed, or
 // MaxWait passed, or ctx ended; in the last two cases the record is written
 // to the spool before Record returns. The error is non-nil only when even
