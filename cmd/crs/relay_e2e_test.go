@@ -511,3 +511,37 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestEventsAreFlushedAsTheyArrive: each upstream event reaches the client
+// when it happens, not when the stream ends or a buffer fills.
+func TestEventsAreFlushedAsTheyArrive(t *testing.T) {
+	const gap = 150 * time.Millisecond
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 4, DeltaDelay: gap})
+	dir := newDataDir(t)
+	addAccount(t, dir, fake, "a", 50)
+	_, key := createKey(t, dir, "k")
+	srv := startRelay(t, dir, nil)
+	resp := rawPost(t, srv.url+"/api/v1/messages", key, `{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"x"}]}`)
+	defer resp.Body.Close()
+	var arrivals []time.Time
+	buf := make([]byte, 64<<10)
+	var seen []byte
+	for {
+		n, err := resp.Body.Read(buf)
+		seen = append(seen, buf[:n]...)
+		for bytes.Count(seen, []byte("event: content_block_delta")) > len(arrivals) {
+			arrivals = append(arrivals, time.Now())
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(arrivals) != 4 {
+		t.Fatalf("saw %d deltas", len(arrivals))
+	}
+	for i := 1; i < len(arrivals); i++ {
+		if d := arrivals[i].Sub(arrivals[i-1]); d < gap/2 {
+			t.Fatalf("delta %d arrived %v after the previous one: events were held back and sent together", i, d)
+		}
+	}
+}

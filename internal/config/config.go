@@ -61,6 +61,9 @@ type Config struct {
 	// ShutdownTimeout bounds the drain of in-flight streams on SIGTERM
 	// (SHUTDOWN_TIMEOUT, a Go duration).
 	ShutdownTimeout time.Duration
+	// PprofAddr, when set, serves net/http/pprof there (PPROF_ADDR, e.g.
+	// 127.0.0.1:6060); off by default, and never on the main listener.
+	PprofAddr string
 }
 
 // Var documents one environment variable for `crs serve --help`.
@@ -87,6 +90,7 @@ var Vars = []Var{
 	{"UPSTREAM_FIRST_EVENT_TIMEOUT", "120s", "wait for an upstream's first event before failing over"},
 	{"UPSTREAM_FAILOVER_DEADLINE", "180s", "all attempts of one request together"},
 	{"SHUTDOWN_TIMEOUT", "30s", "drain time for in-flight streams on SIGTERM"},
+	{"PPROF_ADDR", "(off)", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060"},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production,
@@ -111,6 +115,12 @@ func Load(getenv func(string) string) (Config, error) {
 		FirstEventTimeout: p.duration("UPSTREAM_FIRST_EVENT_TIMEOUT", 120*time.Second),
 		FailoverDeadline:  p.duration("UPSTREAM_FAILOVER_DEADLINE", 180*time.Second),
 		ShutdownTimeout:   p.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
+		PprofAddr:         strings.TrimSpace(getenv("PPROF_ADDR")),
+	}
+	if c.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			p.fail("PPROF_ADDR", fmt.Sprintf("want host:port such as 127.0.0.1:6060, got %q", c.PprofAddr))
+		}
 	}
 	if c.EncryptionKey != "" && len(c.EncryptionKey) < 32 {
 		p.fail("ENCRYPTION_KEY", "must be at least 32 characters")

@@ -68,18 +68,18 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 	if c.body, ok = r.readBody(w, req); !ok {
 		return
 	}
-	if !gjson.ValidBytes(c.body) || !gjson.ParseBytes(c.body).IsObject() {
+	f, isObject := readMessagesFields(c.body)
+	if !isObject || !gjson.ValidBytes(c.body) {
 		WriteAnthropicError(w, http.StatusBadRequest, errInvalidRequest, "request body is not a JSON object", 0)
 		return
 	}
-	model := gjson.GetBytes(c.body, "model")
-	if model.Type != gjson.String || model.String() == "" {
+	if f.model.Type != gjson.String || f.model.String() == "" {
 		WriteAnthropicError(w, http.StatusBadRequest, errInvalidRequest, "model: a model name is required", 0)
 		return
 	}
-	c.model = model.String()
-	c.stream = metered && gjson.GetBytes(c.body, "stream").Bool()
-	if s := sessionID(req.Header, c.body); s != "" {
+	c.model = f.model.String()
+	c.stream = metered && f.stream
+	if s := sessionID(req.Header, f); s != "" {
 		c.sticky = string(c.key.ID) + "|" + string(store.PlatformClaude) + "|" + s
 	}
 
@@ -201,7 +201,7 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 	defer resp.Body.Close()
 	firstByte := r.now()
 
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		o := anthropic.Classify(r.now(), resp.StatusCode, resp.Header, decoded(resp.Header, body))
 		if o.Kind != provider.ClientError || !g.commit() {
@@ -262,11 +262,15 @@ func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call,
 // attempt may still fail over. After it, bytes pass through unchanged and
 // flushed per event, and the account never changes.
 func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *call, acct store.Account, resp *http.Response, g *commitGuard, rec store.UsageRecord) (*failure, bool) {
-	var body io.Reader = resp.Body
+	// Events that arrived together leave in one write: the client is
+	// flushed just before the relay would wait on the upstream again, never
+	// while an event is held back.
+	lazy := &flushBeforeRead{r: resp.Body, rc: http.NewResponseController(w)}
+	var body io.Reader = lazy
 	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		// We asked for identity; a proxy on the way compressed anyway.
 		// Events are read decoded and sent on decoded.
-		zr, err := gzip.NewReader(resp.Body)
+		zr, err := gzip.NewReader(lazy)
 		if err != nil {
 			return &failure{outcome: anthropic.ClassifyTransport(r.now(), err), account: acct}, false
 		}
@@ -328,12 +332,11 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
 	if _, err := w.Write(held.Bytes()); err != nil {
 		finish(true)
 		return nil, true
 	}
-	rc.Flush()
+	lazy.pending = true
 
 	// After the commit point.
 	for {
@@ -354,7 +357,7 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 					w.Write([]byte("\n\n"))
 				}
 				sse.WriteEvent(w, "error", msg)
-				rc.Flush()
+				lazy.rc.Flush()
 			}
 			return nil, true
 		}
@@ -376,8 +379,27 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 			finish(true)
 			return nil, true
 		}
-		rc.Flush()
+		lazy.pending = true
 	}
+}
+
+// flushBeforeRead flushes the client response, when something was written
+// since the last flush, before each read from the upstream. The SSE reader
+// reads only when it holds no complete event, so every event is flushed as
+// soon as nothing more is ready, and a burst of events costs one write
+// instead of one per event (which was 38 % of the relay's CPU).
+type flushBeforeRead struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	pending bool
+}
+
+func (f *flushBeforeRead) Read(p []byte) (int, error) {
+	if f.pending {
+		f.pending = false
+		f.rc.Flush()
+	}
+	return f.r.Read(p)
 }
 
 // eventName is the event's type: its event: field, else the data's "type".

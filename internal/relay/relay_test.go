@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -40,7 +41,7 @@ func newFixture(tb testing.TB) *fixture {
 	}
 	tb.Cleanup(func() { st.Close() })
 	box, _ := secret.NewBox(strings.Repeat("x", 32))
-	fake := fakeupstream.StartAnthropic(tb, fakeupstream.Options{APIKeys: []string{"sk-ant-test"}, Deltas: 2})
+	fake := fakeupstream.StartAnthropic(tb, fakeupstream.Options{APIKeys: []string{"sk-ant-test"}, Deltas: deltas(tb)})
 	now := time.Now()
 	if err := st.CreateAccount(ctx, store.Account{ID: "a1", Name: "a1", Platform: store.PlatformClaude, Type: store.TypeAPIKey,
 		Priority: 50, BaseURL: fake.URL(), SealedSecret: box.Seal([]byte("sk-ant-test")), CreatedAt: now, UpdatedAt: now}); err != nil {
@@ -101,7 +102,8 @@ func TestSessionID(t *testing.T) {
 		if c.hdr == nil {
 			c.hdr = http.Header{}
 		}
-		if got := sessionID(c.hdr, []byte(c.body)); got != c.want {
+		f, _ := readMessagesFields([]byte(c.body))
+		if got := sessionID(c.hdr, f); got != c.want {
 			t.Errorf("%s: sessionID = %q, want %q", c.name, got, c.want)
 		}
 	}
@@ -200,4 +202,45 @@ func FuzzMessagesRequest(f *testing.F) {
 			t.Fatalf("status %d with a body not in Anthropic's error shape: %q", w.Code, b)
 		}
 	})
+}
+
+// BenchmarkRelayStream measures one streamed request through the relay
+// (50 deltas) against the in-process fake upstream, client included.
+func BenchmarkRelayStream(b *testing.B) {
+	for _, size := range []int{300, 64 << 10} {
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) {
+			fx := newFixture(b)
+			fx.fake.SetDefault(fakeupstream.Fault{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fx.relay.Messages(w, r.WithContext(reqid.With(r.Context(), reqid.New())))
+			}))
+			defer srv.Close()
+			pad := strings.Repeat("x", max(0, size-200))
+			body := `{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"` + pad + `"}]}`
+			b.SetBytes(int64(len(body)))
+			b.ResetTimer()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+				req.Header.Set("X-Api-Key", fx.key)
+				req.Header.Set("Anthropic-Version", "2023-06-01")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatal(resp.Status)
+				}
+			}
+		})
+	}
+}
+
+// deltas is 50 for benchmarks (the bench workload) and 2 for tests.
+func deltas(tb testing.TB) int {
+	if _, ok := tb.(*testing.B); ok {
+		return 50
+	}
+	return 2
 }

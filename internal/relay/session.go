@@ -9,6 +9,43 @@ import (
 	"github.com/tidwall/gjson"
 )
 
+// messagesFields are the parts of a Messages request the relay reads. They
+// come from one pass over the body's top-level keys, in which gjson skips
+// over each value without decoding it, so a long conversation costs one
+// scan rather than one per field.
+type messagesFields struct {
+	model  gjson.Result
+	stream bool
+	userID string       // metadata.user_id
+	system gjson.Result // the system prompt, string or blocks
+	first  gjson.Result // messages[0].content
+}
+
+// readMessagesFields reads a validated JSON body; ok is false when the body
+// is not a JSON object.
+func readMessagesFields(body []byte) (f messagesFields, ok bool) {
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return f, false
+	}
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			f.model = v
+		case "stream":
+			f.stream = v.Bool()
+		case "metadata":
+			f.userID = v.Get("user_id").String()
+		case "system":
+			f.system = v
+		case "messages":
+			f.first = v.Get("0.content")
+		}
+		return true
+	})
+	return f, true
+}
+
 // sessionID names the conversation a Messages request belongs to, so it
 // stays on one account and the upstream prompt cache keeps hitting. In
 // order: the x-claude-code-session-id header; the session inside
@@ -16,11 +53,11 @@ import (
 // "user_…_account_…_session_<uuid>" form in older ones); else a hash of the
 // system prompt, or of the first message when there is no system prompt.
 // Empty when the request has none of these.
-func sessionID(h http.Header, body []byte) string {
+func sessionID(h http.Header, f messagesFields) string {
 	if v := strings.TrimSpace(h.Get("X-Claude-Code-Session-Id")); v != "" {
 		return v
 	}
-	if uid := gjson.GetBytes(body, "metadata.user_id").String(); uid != "" {
+	if uid := f.userID; uid != "" {
 		if strings.HasPrefix(uid, "{") {
 			if s := gjson.Get(uid, "session_id").String(); s != "" {
 				return s
@@ -29,10 +66,10 @@ func sessionID(h http.Header, body []byte) string {
 			return uid[i+len("_session_"):]
 		}
 	}
-	if text := promptText(gjson.GetBytes(body, "system")); text != "" {
+	if text := promptText(f.system); text != "" {
 		return hashText(text)
 	}
-	if text := promptText(gjson.GetBytes(body, "messages.0.content")); text != "" {
+	if text := promptText(f.first); text != "" {
 		return hashText(text)
 	}
 	return ""

@@ -34,7 +34,7 @@ var ErrEventTooLarge = errors.New("sse: event too large")
 
 // initialBuffer is the first buffer size; it doubles up to the maximum.
 // Typical streamed events are well under 1 KB, so a few of them fit.
-const initialBuffer = 16 << 10
+const initialBuffer = 4 << 10
 
 // maxEmptyReads bounds how often an io.Reader may return (0, nil) in a row
 // before the Reader gives up with io.ErrNoProgress, as bufio does.

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -51,6 +52,11 @@ type Store struct {
 	loc    *time.Location
 	now    func() time.Time
 	sticky *stickyMap
+
+	// Hot-path statements, prepared once (usageStatements).
+	stmtMu       sync.Mutex
+	insertUsage  *sql.Stmt
+	upsertRollup *sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -175,6 +181,13 @@ func (s *Store) ChangeVersion(ctx context.Context) (uint64, error) {
 // checkpoints the WAL into the main file.
 func (s *Store) Close() error {
 	var errs []error
+	s.stmtMu.Lock()
+	for _, st := range []*sql.Stmt{s.insertUsage, s.upsertRollup} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	s.stmtMu.Unlock()
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
 	}

@@ -14,40 +14,75 @@ const usageColumns = `request_id, attempt, key_id, account_id, model,
 	input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico,
 	stream, status, latency_ms, first_byte_ms, client_aborted, created_at`
 
+// Statements of the usage hot path, prepared once on the writer connection
+// (see usageStatements) instead of per batch.
+const (
+	insertUsageSQL = `INSERT INTO usage_records (` + usageColumns + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (request_id, attempt) DO NOTHING`
+	upsertRollupSQL = `INSERT INTO usage_rollups (granularity, period, label,
+			key_id, account_id, model, requests, input, output,
+			cache_write_5m, cache_write_1h, cache_read, cost_pico)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (granularity, period, key_id, account_id, model) DO UPDATE SET
+			requests = requests + excluded.requests,
+			input = input + excluded.input,
+			output = output + excluded.output,
+			cache_write_5m = cache_write_5m + excluded.cache_write_5m,
+			cache_write_1h = cache_write_1h + excluded.cache_write_1h,
+			cache_read = cache_read + excluded.cache_read,
+			cost_pico = cost_pico + excluded.cost_pico`
+)
+
+// rollupKey identifies one rollup row.
+type rollupKey struct {
+	g       store.Granularity
+	period  int64
+	label   string
+	key     store.KeyID
+	account store.AccountID
+	model   string
+}
+
+// usageStatements returns the hot-path statements, preparing them on first
+// use. They belong to the single writer connection's pool, so tx.Stmt
+// rebinds them to each transaction without re-parsing the SQL.
+func (s *Store) usageStatements(ctx context.Context) (ins, roll *sql.Stmt, err error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if s.insertUsage == nil {
+		if s.insertUsage, err = s.write.PrepareContext(ctx, insertUsageSQL); err != nil {
+			return nil, nil, err
+		}
+	}
+	if s.upsertRollup == nil {
+		if s.upsertRollup, err = s.write.PrepareContext(ctx, upsertRollupSQL); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s.insertUsage, s.upsertRollup, nil
+}
+
 // InsertUsage stores recs in one transaction, skipping any whose
-// (RequestID, Attempt) is already stored, and adds each new one to its
+// (RequestID, Attempt) is already stored, and adds the new ones to their
 // hourly and daily rollups in the same transaction, so rollups always equal
-// the records they summarise. It returns how many were new.
+// the records they summarise. New records of one batch that share a rollup
+// row are summed first and written with one upsert: under load a batch is
+// mostly one key, account and model. It returns how many were new.
 func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
+	insStmt, rollStmt, err := s.usageStatements(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: insert usage: %w", err)
+	}
 	inserted := 0
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO usage_records (`+usageColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (request_id, attempt) DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
-		roll, err := tx.PrepareContext(ctx, `INSERT INTO usage_rollups (granularity, period, label,
-				key_id, account_id, model, requests, input, output,
-				cache_write_5m, cache_write_1h, cache_read, cost_pico)
-			VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (granularity, period, key_id, account_id, model) DO UPDATE SET
-				requests = requests + 1,
-				input = input + excluded.input,
-				output = output + excluded.output,
-				cache_write_5m = cache_write_5m + excluded.cache_write_5m,
-				cache_write_1h = cache_write_1h + excluded.cache_write_1h,
-				cache_read = cache_read + excluded.cache_read,
-				cost_pico = cost_pico + excluded.cost_pico`)
-		if err != nil {
-			return err
-		}
-		defer roll.Close()
-
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		ins := tx.StmtContext(ctx, insStmt)
+		roll := tx.StmtContext(ctx, rollStmt)
+		sums := make(map[rollupKey]*store.Counters, 4)
+		var order []rollupKey
 		for _, r := range recs {
 			res, err := ins.ExecContext(ctx, r.RequestID, r.Attempt, string(r.KeyID), string(r.AccountID), r.Model,
 				r.Input, r.Output, r.CacheWrite5m, r.CacheWrite1h, r.CacheRead, r.CostPico,
@@ -66,17 +101,25 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 			inserted++
 			hour, hourLabel := hourBucket(r.CreatedAt)
 			day, dayLabel := dayBucket(r.CreatedAt, s.loc)
-			for _, b := range [...]struct {
-				g      store.Granularity
-				period time.Time
-				label  string
-			}{{store.Hourly, hour, hourLabel}, {store.Daily, day, dayLabel}} {
-				_, err := roll.ExecContext(ctx, string(b.g), ms(b.period), b.label,
-					string(r.KeyID), string(r.AccountID), r.Model,
-					r.Input, r.Output, r.CacheWrite5m, r.CacheWrite1h, r.CacheRead, r.CostPico)
-				if err != nil {
-					return err
+			for _, k := range [...]rollupKey{
+				{store.Hourly, ms(hour), hourLabel, r.KeyID, r.AccountID, r.Model},
+				{store.Daily, ms(day), dayLabel, r.KeyID, r.AccountID, r.Model},
+			} {
+				c, ok := sums[k]
+				if !ok {
+					c = &store.Counters{}
+					sums[k] = c
+					order = append(order, k)
 				}
+				c.Add(r)
+			}
+		}
+		for _, k := range order {
+			c := sums[k]
+			if _, err := roll.ExecContext(ctx, string(k.g), k.period, k.label,
+				string(k.key), string(k.account), k.model, c.Requests,
+				c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico); err != nil {
+				return err
 			}
 		}
 		return nil
