@@ -1,0 +1,601 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+
+	"github.com/crs-relay/crs/internal/fakeupstream"
+	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/sqlite"
+)
+
+// TestBinaryStreamAndUsage: the built binary relays a stream and a
+// non-stream call from the SDK, and `crs usage --json`, run as a second
+// process while the server still runs, shows both with every token class
+// and the exact cost.
+func TestBinaryStreamAndUsage(t *testing.T) {
+	t.Parallel()
+	per := fakeupstream.Usage{Input: 1000, Output: 500, CacheWrite5m: 200, CacheWrite1h: 100, CacheRead: 4000}
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 4, Usage: per})
+	dir := t.TempDir()
+	acct := addAccount(t, dir, fake, "main", 50)
+	keyID, key := createKey(t, dir, "alice")
+	srv := startCRS(t, dir)
+	c := sdk(srv.url+"/api", key)
+	ctx := testCtx(t, 30*time.Second)
+
+	msg, err := streamMessage(ctx, c, params("say pong"))
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if textOf(msg) != fakeupstream.ReplyText(4) || msg.Usage.OutputTokens != 500 || msg.Usage.CacheReadInputTokens != 4000 {
+		t.Fatalf("stream reply %q usage %+v", textOf(msg), msg.Usage)
+	}
+	m, err := c.Messages.New(ctx, params("say pong"))
+	if err != nil {
+		t.Fatalf("non-stream: %v", err)
+	}
+	if textOf(*m) != fakeupstream.ReplyText(4) || m.Usage.InputTokens != 1000 {
+		t.Fatalf("non-stream reply %q usage %+v", textOf(*m), m.Usage)
+	}
+
+	// The server is still running: the CLI reads the same DATA_DIR beside it.
+	u := usage(t, dir)
+	if len(u.Keys) != 1 || len(u.Accounts) != 1 || len(u.Models) != 1 {
+		t.Fatalf("usage rows: %+v", u)
+	}
+	k := u.Keys[0]
+	if k.KeyID != keyID || k.Requests != 2 || k.tokens() != times(per, 2) || k.CW != 600 {
+		t.Fatalf("key usage = %+v, want 2 requests and %+v", k, times(per, 2))
+	}
+	if a := u.Accounts[0]; a.AccountID != acct || a.Requests != 2 || a.tokens() != times(per, 2) {
+		t.Fatalf("account usage = %+v", a)
+	}
+	if md := u.Models[0]; md.Model != "claude-sonnet-4-5" || md.Requests != 2 || md.tokens() != times(per, 2) {
+		t.Fatalf("model usage = %+v", md)
+	}
+	// claude-sonnet-4-5 at $3 in / $15 out / $3.75 5m / $6 1h / $0.30 read
+	// per MTok: 0.003 + 0.0075 + 0.00075 + 0.0006 + 0.0012 = 0.01305 a call.
+	if string(k.Cost) != "0.0261" {
+		t.Fatalf("cost_usd = %s, want 0.0261", k.Cost)
+	}
+}
+
+// TestSecondServeRefused: a second `crs serve` on a DATA_DIR in use exits
+// non-zero at once with one line on stderr naming the first one's pid.
+func TestSecondServeRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := startCRS(t, dir)
+	start := time.Now()
+	second := launchCRS(t, dir)
+	st := second.waitExit(10 * time.Second)
+	if st == nil {
+		t.Fatalf("second crs serve still runs after 10s\nstdout: %s\nstderr: %s", second.stdout, second.stderr)
+	}
+	took := time.Since(start)
+	errOut := second.stderr.String()
+	if st.ExitCode() == 0 || !oneLine(errOut) || !strings.Contains(errOut, fmt.Sprintf("pid %d", first.pid())) {
+		t.Fatalf("second serve: exit %d after %v, stderr %q; want non-zero and one line naming pid %d",
+			st.ExitCode(), took, errOut, first.pid())
+	}
+	if strings.Contains(second.stdout.String(), "listening") {
+		t.Fatalf("second serve listened: %s", second.stdout)
+	}
+	t.Logf("refused in %v: %s", took.Round(time.Millisecond), strings.TrimSpace(errOut))
+	// The first one is unharmed.
+	resp, err := http.Get(first.url + "/health")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first server after the refused start: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+// TestInvalidConfigNamesVariable: a bad variable stops the start with one
+// line naming it, before anything listens.
+func TestInvalidConfigNamesVariable(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ env, name string }{
+		{"PORT=abc", "PORT"},
+		{"PORT=70000", "PORT"},
+		{"UPSTREAM_FIRST_EVENT_TIMEOUT=soon", "UPSTREAM_FIRST_EVENT_TIMEOUT"},
+		{"SHUTDOWN_TIMEOUT=-5s", "SHUTDOWN_TIMEOUT"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Parallel()
+			p := launchCRS(t, t.TempDir(), tc.env)
+			st := p.waitExit(10 * time.Second)
+			if st == nil {
+				t.Fatalf("crs serve with %s still runs after 10s", tc.env)
+			}
+			errOut := p.stderr.String()
+			if st.ExitCode() == 0 || !oneLine(errOut) || !strings.Contains(errOut, tc.name) {
+				t.Fatalf("exit %d, stderr %q: want non-zero and one line naming %s", st.ExitCode(), errOut, tc.name)
+			}
+			if strings.Contains(p.stdout.String(), "listening") {
+				t.Fatalf("listened despite %s", tc.env)
+			}
+		})
+	}
+}
+
+// TestFirstEventTimeoutFailsOver: an account whose upstream sends nothing
+// for 5 s is abandoned after UPSTREAM_FIRST_EVENT_TIMEOUT, the next account
+// serves the stream, and the slow one rests.
+func TestFirstEventTimeoutFailsOver(t *testing.T) {
+	t.Parallel()
+	slow := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "slow", Deltas: 2})
+	good := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "good", Deltas: 2})
+	dir := t.TempDir()
+	slowID := addAccount(t, dir, slow, "slow", 10)
+	goodID := addAccount(t, dir, good, "good", 20)
+	_, key := createKey(t, dir, "k")
+	srv := startCRS(t, dir, "UPSTREAM_FIRST_EVENT_TIMEOUT=500ms")
+	slow.SetDefault(fakeupstream.Fault{FirstByteDelay: 5 * time.Second})
+
+	start := time.Now()
+	msg, err := streamMessage(testCtx(t, 20*time.Second), sdk(srv.url+"/api", key), params("hi"))
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("stream failed after %v: %v", took, err)
+	}
+	if textOf(msg) != fakeupstream.ReplyText(2) || !strings.HasPrefix(msg.ID, "msg_good_") {
+		t.Fatalf("reply %q from %s, want the good account's", textOf(msg), msg.ID)
+	}
+	// At least the timeout, and well under the slow upstream's 5 s.
+	if took < 500*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("stream took %v, want between 500ms and 3s", took)
+	}
+	t.Logf("failed over after %v", took.Round(time.Millisecond))
+	if slow.MessageCount() != 1 || good.MessageCount() != 1 {
+		t.Fatalf("upstream calls: slow %d, good %d; want 1 and 1", slow.MessageCount(), good.MessageCount())
+	}
+	if a := accountByID(t, dir, slowID); a.Status != "cooling_down" || a.CooldownUntil == nil {
+		t.Fatalf("slow account = %+v, want cooling_down with an end", a)
+	}
+	if a := accountByID(t, dir, goodID); a.Status != "active" {
+		t.Fatalf("good account = %+v, want active", a)
+	}
+}
+
+// TestGzipUpstreamStillRelayed: an upstream (or a proxy before it) that
+// gzips although crs asked for identity still gets relayed, and its usage
+// is counted.
+func TestGzipUpstreamStillRelayed(t *testing.T) {
+	t.Parallel()
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 3})
+	dir := t.TempDir()
+	addAccount(t, dir, fake, "a", 50)
+	_, key := createKey(t, dir, "k")
+	srv := startCRS(t, dir)
+	c := sdk(srv.url+"/api", key)
+	ctx := testCtx(t, 20*time.Second)
+
+	fake.Push(fakeupstream.Fault{Gzip: true}, fakeupstream.Fault{Gzip: true})
+	msg, err := streamMessage(ctx, c, params("hi"))
+	if err != nil || textOf(msg) != fakeupstream.ReplyText(3) || msg.Usage.OutputTokens != 7 {
+		t.Fatalf("gzipped stream: %v, text %q, usage %+v", err, textOf(msg), msg.Usage)
+	}
+	m, err := c.Messages.New(ctx, params("hi"))
+	if err != nil || textOf(*m) != fakeupstream.ReplyText(3) {
+		t.Fatalf("gzipped body: %v %+v", err, m)
+	}
+	if got := fake.MessageCount(); got != 2 {
+		t.Fatalf("upstream calls = %d, want 2 (no retry)", got)
+	}
+	u := usage(t, dir)
+	if len(u.Keys) != 1 || u.Keys[0].Requests != 2 || u.Keys[0].tokens() != times(fakeupstream.DefaultUsage(), 2) {
+		t.Fatalf("usage = %+v, want 2 requests of %+v", u.Keys, fakeupstream.DefaultUsage())
+	}
+}
+
+// TestGzipBodyDecodedForIdentityClient: a gzipped non-stream answer goes
+// to a client that accepts only identity as plain JSON, as the stream path
+// already does.
+//
+// KNOWN CRS BUG (found by this test, left failing for the lead to fix in
+// internal/relay): forwardBody copies the upstream's Content-Encoding: gzip
+// and writes the compressed bytes to a client that sent
+// Accept-Encoding: identity (curl, hand-rolled clients); the Go SDK only
+// copes because its transport asked for gzip itself.
+func TestGzipBodyDecodedForIdentityClient(t *testing.T) {
+	t.Parallel()
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 3})
+	dir := t.TempDir()
+	addAccount(t, dir, fake, "a", 50)
+	_, key := createKey(t, dir, "k")
+	srv := startCRS(t, dir)
+	fake.Push(fakeupstream.Fault{Gzip: true})
+
+	req, _ := http.NewRequestWithContext(testCtx(t, 20*time.Second), http.MethodPost, srv.url+"/api/v1/messages",
+		strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Api-Key", key)
+	req.Header.Set("Accept-Encoding", "identity")
+	// RoundTrip, not Client.Do: the transport must not decode for us.
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m struct {
+		Content []struct{ Text string } `json:"content"`
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		t.Fatalf("client accepting only identity got Content-Encoding %q (status %d, %d bytes)", ce, resp.StatusCode, len(b))
+	}
+	if err := json.Unmarshal(b, &m); err != nil || len(m.Content) != 1 || m.Content[0].Text != fakeupstream.ReplyText(3) {
+		t.Fatalf("body %q: %v", b, err)
+	}
+}
+
+// TestSIGTERMDrainsStreams: SIGTERM in the middle of a 2 s stream stops new
+// connections at once, lets the stream finish through message_stop, exits 0
+// within SHUTDOWN_TIMEOUT, and leaves the usage record behind.
+func TestSIGTERMDrainsStreams(t *testing.T) {
+	t.Parallel()
+	const deltas = 20
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: deltas, DeltaDelay: 100 * time.Millisecond})
+	dir := t.TempDir()
+	addAccount(t, dir, fake, "a", 50)
+	_, key := createKey(t, dir, "k")
+	const shutdownTimeout = 10 * time.Second
+	srv := startCRS(t, dir, "SHUTDOWN_TIMEOUT="+shutdownTimeout.String())
+
+	c := sdk(srv.url+"/api", key)
+	s := c.Messages.NewStreaming(testCtx(t, 30*time.Second), params("long"))
+	defer s.Close()
+	var (
+		sent      time.Time
+		refusedIn time.Duration
+		events    []string
+		msg       anthropic.Message
+	)
+	for s.Next() {
+		ev := s.Current()
+		events = append(events, ev.Type)
+		if err := msg.Accumulate(ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type != "content_block_delta" || !sent.IsZero() {
+			continue
+		}
+		// First content arrived: the stream is committed and has ~1.9 s to go.
+		srv.signal(syscall.SIGTERM)
+		sent = time.Now()
+		refusedIn = waitRefused(t, srv.addr, 3*time.Second)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("stream broke after SIGTERM: %v (events %v)", err, events)
+	}
+	if sent.IsZero() {
+		t.Fatal("no content_block_delta arrived")
+	}
+	streamEnd := time.Since(sent)
+	if textOf(msg) != fakeupstream.ReplyText(deltas) || events[len(events)-1] != "message_stop" {
+		t.Fatalf("after SIGTERM the client got %q, last event %q; want %q and message_stop",
+			textOf(msg), events[len(events)-1], fakeupstream.ReplyText(deltas))
+	}
+	st := srv.waitExit(shutdownTimeout + 5*time.Second)
+	if st == nil {
+		t.Fatalf("crs still runs %v after SIGTERM", shutdownTimeout+5*time.Second)
+	}
+	exitIn := time.Since(sent)
+	if st.ExitCode() != 0 || exitIn > shutdownTimeout {
+		t.Fatalf("exit %v %v after SIGTERM; want 0 within %v\nstderr: %s", st, exitIn, shutdownTimeout, srv.stderr)
+	}
+	t.Logf("SIGTERM: new connections refused after %v, stream ended after %v, exit 0 after %v",
+		refusedIn.Round(time.Millisecond), streamEnd.Round(time.Millisecond), exitIn.Round(time.Millisecond))
+	u := usage(t, dir)
+	if len(u.Keys) != 1 || u.Keys[0].Requests != 1 || u.Keys[0].tokens() != fakeupstream.DefaultUsage() {
+		t.Fatalf("usage after drain = %+v, want 1 request of %+v", u.Keys, fakeupstream.DefaultUsage())
+	}
+}
+
+// TestSIGTERMCutsStreamsPastShutdownTimeout: a stream longer than
+// SHUTDOWN_TIMEOUT is cut when the drain time is up, the process still
+// exits 0 soon after, and the cut stream keeps its usage record (input and
+// cache tokens from message_start).
+func TestSIGTERMCutsStreamsPastShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 100, DeltaDelay: 100 * time.Millisecond})
+	dir := t.TempDir()
+	addAccount(t, dir, fake, "a", 50)
+	_, key := createKey(t, dir, "k")
+	const shutdownTimeout = time.Second
+	srv := startCRS(t, dir, "SHUTDOWN_TIMEOUT="+shutdownTimeout.String())
+
+	c := sdk(srv.url+"/api", key)
+	s := c.Messages.NewStreaming(testCtx(t, 30*time.Second), params("very long"))
+	defer s.Close()
+	var sent time.Time
+	last := ""
+	for s.Next() {
+		last = s.Current().Type
+		if last == "content_block_delta" && sent.IsZero() {
+			srv.signal(syscall.SIGTERM)
+			sent = time.Now()
+		}
+	}
+	cut := time.Since(sent)
+	if sent.IsZero() || last == "message_stop" {
+		t.Fatalf("stream of 10 s was not cut (last event %q)", last)
+	}
+	if cut < shutdownTimeout || cut > shutdownTimeout+3*time.Second {
+		t.Fatalf("stream cut %v after SIGTERM, want about SHUTDOWN_TIMEOUT=%v", cut, shutdownTimeout)
+	}
+	st := srv.waitExit(10 * time.Second)
+	if st == nil || st.ExitCode() != 0 {
+		t.Fatalf("exit after drain timeout: %v\nstderr: %s", st, srv.stderr)
+	}
+	t.Logf("stream cut %v after SIGTERM (err %v); exit 0 after %v", cut.Round(time.Millisecond), s.Err(), time.Since(sent).Round(time.Millisecond))
+	d := fakeupstream.DefaultUsage()
+	u := usage(t, dir)
+	if len(u.Keys) != 1 {
+		t.Fatalf("usage after a cut drain = %+v, want the cut stream's record", u)
+	}
+	if k := u.Keys[0]; k.Requests != 1 || k.Input != d.Input || k.CR != d.CacheRead || k.CW5m != d.CacheWrite5m || k.CW1h != d.CacheWrite1h {
+		t.Fatalf("usage after a cut drain = %+v, want 1 request with message_start's input and cache tokens %+v", k, d)
+	}
+}
+
+// waitRefused polls until a new TCP connection to addr is refused and
+// returns how long that took.
+func waitRefused(t *testing.T, addr string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		switch {
+		case err == nil:
+			conn.Close()
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return time.Since(start)
+		case errors.Is(err, syscall.ECONNRESET):
+			// The handshake raced the listener's close; the kernel reset
+			// it. Not served either, but keep going until a plain refusal.
+		default:
+			t.Fatalf("dial after SIGTERM: %v, want connection refused", err)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("new connections still accepted %v after SIGTERM", limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestKill9KeepsCompletedUsage: kill -9 in the middle of many concurrent
+// streams loses no usage record of a response the client saw complete
+// (message_stop arrived). After a restart (which replays the spool) the
+// records are a superset of the completed responses and a subset of the
+// responses that started, each exactly once, and the usage totals equal
+// the sum of the records.
+func TestKill9KeepsCompletedUsage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		killAfter int // completed responses before the kill
+	}{
+		{"as the first responses complete", 1},
+		{"mid run", 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			kill9Run(t, 40, 8, tc.killAfter)
+		})
+	}
+}
+
+// streamOutcome is what one client saw of one streaming request.
+type streamOutcome struct {
+	requestID string // x-request-id, "" if no response headers arrived
+	complete  bool   // message_stop was received
+	err       error  // why the stream ended early, if it did
+}
+
+func kill9Run(t *testing.T, total, parallel, killAfter int) {
+	// Streams last about 0.5 s (10 deltas 50 ms apart), so with 8 in
+	// flight there is always a wave mid-stream when the kill comes.
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 10, DeltaDelay: 50 * time.Millisecond})
+	dir := t.TempDir()
+	addAccount(t, dir, fake, "a", 50)
+	_, key := createKey(t, dir, "k")
+	srv := startCRS(t, dir)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		killed    atomic.Bool
+		completed atomic.Int32
+		dispatch  = make(chan int)
+		reached   = make(chan struct{})
+		once      sync.Once
+		outcomes  = make([]streamOutcome, total)
+		started   = make([]bool, total)
+		wg        sync.WaitGroup
+	)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: parallel, MaxIdleConnsPerHost: parallel}}
+	defer client.CloseIdleConnections()
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range dispatch {
+				started[i] = true
+				outcomes[i] = postStream(ctx, client, srv.url, key)
+				if outcomes[i].complete && completed.Add(1) == int32(killAfter) {
+					once.Do(func() { close(reached) })
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(dispatch)
+		for i := range total {
+			if killed.Load() {
+				return
+			}
+			select {
+			case dispatch <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	select {
+	case <-reached:
+	case <-ctx.Done():
+		t.Fatalf("only %d responses completed before the deadline", completed.Load())
+	}
+	killed.Store(true)
+	srv.signal(syscall.SIGKILL)
+	killedAt := completed.Load()
+	wg.Wait()
+	if st := srv.waitExit(10 * time.Second); st == nil || st.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("crs after SIGKILL: %v", st)
+	}
+
+	seen := map[string]bool{} // request ids the clients got headers for
+	var nStarted, nComplete, nCut, nNoHeaders int
+	for i, o := range outcomes {
+		if !started[i] {
+			continue
+		}
+		nStarted++
+		if o.requestID == "" {
+			nNoHeaders++
+		} else {
+			if seen[o.requestID] {
+				t.Fatalf("request id %s given twice", o.requestID)
+			}
+			seen[o.requestID] = true
+		}
+		if o.complete {
+			nComplete++
+		} else {
+			nCut++
+		}
+	}
+	t.Logf("killed with %d complete; in the end %d started, %d complete, %d cut by the kill", killedAt, nStarted, nComplete, nCut)
+	if nCut == 0 {
+		t.Fatal("no request was in flight at the kill; the test proved nothing")
+	}
+
+	// Restart on the same DATA_DIR: the spool is replayed before it listens.
+	srv2 := startCRS(t, dir)
+	if strings.Contains(srv2.stderr.String(), "replayed spooled usage records") {
+		t.Logf("restart: %s", lastLine(srv2.stderr.String(), "replayed"))
+	}
+	u := usage(t, dir)
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "crs.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.ListUsage(ctx, store.UsageFilter{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A record normally belongs to a response whose headers the client
+	// read. A client starved of CPU may still not have read them when the
+	// kill resets the connection, so records of unseen ids are allowed, but
+	// no more of them than requests that got no headers.
+	recorded := map[string]int{}
+	unseen := 0
+	for _, r := range recs {
+		recorded[r.RequestID]++
+		if !seen[r.RequestID] {
+			unseen++
+			t.Logf("record for request %s whose headers no client read: %+v", r.RequestID, r)
+		}
+	}
+	if unseen > nNoHeaders {
+		t.Errorf("%d records of request ids no client saw, but only %d requests got no headers", unseen, nNoHeaders)
+	}
+	for id, n := range recorded {
+		if n != 1 {
+			t.Errorf("request %s recorded %d times", id, n)
+		}
+	}
+	for i, o := range outcomes {
+		if o.complete && recorded[o.requestID] == 0 {
+			t.Errorf("request %d (%s) completed at the client but has no usage record", i, o.requestID)
+		}
+	}
+	n := int64(len(recs))
+	if n < int64(nComplete) || n > int64(nStarted) {
+		t.Errorf("records = %d, want between %d complete and %d started", n, nComplete, nStarted)
+	}
+	if u.totalRequests() != n || len(u.Keys) != 1 || u.Keys[0].tokens() != times(fakeupstream.DefaultUsage(), n) {
+		t.Errorf("crs usage = %+v, want %d requests of %+v (the records' sum)", u.Keys, n, fakeupstream.DefaultUsage())
+	}
+	if t.Failed() {
+		for i, o := range outcomes {
+			t.Logf("request %d: started %v, %+v", i, started[i], o)
+		}
+		t.Logf("crs log before the kill:\n%s", srv.stderr)
+	}
+	t.Logf("after restart: %d records (%d complete at the client, %d started)", n, nComplete, nStarted)
+}
+
+// postStream sends one streaming Messages request with raw HTTP and reads
+// the SSE text until the end or an error.
+func postStream(ctx context.Context, c *http.Client, base, key string) streamOutcome {
+	body := `{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/messages", strings.NewReader(body))
+	if err != nil {
+		return streamOutcome{}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	req.Header.Set("X-Api-Key", key)
+	resp, err := c.Do(req)
+	if err != nil {
+		return streamOutcome{err: err}
+	}
+	defer resp.Body.Close()
+	o := streamOutcome{requestID: resp.Header.Get("X-Request-Id")}
+	if resp.StatusCode != http.StatusOK {
+		return o
+	}
+	sc := bufio.NewScanner(resp.Body)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && event == "message_stop" && strings.Contains(line, `"type":"message_stop"`):
+			o.complete = true
+		}
+	}
+	o.err = sc.Err()
+	return o
+}
+
+func lastLine(s, containing string) string {
+	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], containing) {
+			return lines[i]
+		}
+	}
+	return ""
+}
