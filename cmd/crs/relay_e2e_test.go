@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -543,5 +544,34 @@ func TestEventsAreFlushedAsTheyArrive(t *testing.T) {
 		if d := arrivals[i].Sub(arrivals[i-1]); d < gap/2 {
 			t.Fatalf("delta %d arrived %v after the previous one: events were held back and sent together", i, d)
 		}
+	}
+}
+
+// TestPprofOnItsOwnListener: PPROF_ADDR serves the profiler there and only
+// there; the relay's port does not expose it.
+func TestPprofOnItsOwnListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := startRelay(t, newDataDir(t), map[string]string{"PPROF_ADDR": addr})
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile") {
+		t.Fatalf("pprof: %d %.100s", resp.StatusCode, b)
+	}
+	resp, err = http.Get(srv.url + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("relay port serves pprof: %d", resp.StatusCode)
 	}
 }

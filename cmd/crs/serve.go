@@ -118,8 +118,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(),
 		Logger: log, ClientIP: clientIP,
 	})
+	// Requests hang off baseCtx, so a drain that runs out of time can end
+	// them with a cause the relay turns into a proper error event.
+	baseCtx, stopRequests := context.WithCancelCause(context.Background())
+	defer stopRequests(nil)
 	srv := &http.Server{
 		Handler:           counted(&inflight, handler),
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -165,7 +170,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil {
-		log.Warn("drain timed out; closing open streams", "err", err)
+		log.Warn("drain timed out; ending open streams", "err", err)
+		stopRequests(relay.ErrShuttingDown)
+		waitGroup(&inflight, 2*time.Second)
 		srv.Close()
 	}
 	waitGroup(&inflight, 5*time.Second)

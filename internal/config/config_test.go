@@ -33,6 +33,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"TRUST_PROXY":                  "10.0.0.0/99",
 		"REQUEST_MAX_SIZE_MB":          "zero",
 		"UPSTREAM_FIRST_EVENT_TIMEOUT": "-1s",
+		"PPROF_ADDR":                   "6060",
 	} {
 		_, err := Load(env(map[string]string{name: val}))
 		if err == nil || !strings.Contains(err.Error(), name) {

@@ -30,10 +30,7 @@ const (
 // the CLI stops at once and shows the message (docs/claude-code.md).
 // Retryable answers (429, 529, and 5xx with a Retry-After) leave it out.
 func WriteAnthropicError(w http.ResponseWriter, status int, typ, msg string, retryAfter time.Duration) {
-	body, _ := json.Marshal(map[string]any{
-		"type":  "error",
-		"error": map[string]string{"type": typ, "message": msg},
-	})
+	body := errorJSON(typ, msg)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
@@ -55,4 +52,17 @@ func retryable(status int, retryAfter time.Duration) bool {
 		return retryAfter > 0
 	}
 	return false
+}
+
+// errorJSON is Anthropic's error object, fields in the API's order.
+func errorJSON(typ, msg string) []byte {
+	type detail struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	}
+	b, _ := json.Marshal(struct {
+		Type  string `json:"type"`
+		Error detail `json:"error"`
+	}{"error", detail{typ, msg}})
+	return b
 }

@@ -30,16 +30,18 @@ const nonStreamTimeout = 10 * time.Minute
 
 // call is one client request on an Anthropic route, across its attempts.
 type call struct {
-	key      store.Key
-	path     string // vendor path, "/v1/messages"
-	body     []byte
-	model    string
-	stream   bool
-	sticky   string
-	metered  bool // records usage (messages), or not (count_tokens)
-	start    time.Time
-	id       string
-	attempts int
+	key     store.Key
+	path    string // vendor path, "/v1/messages"
+	body    []byte
+	model   string
+	stream  bool
+	sticky  string
+	metered bool // records usage (messages), or not (count_tokens)
+	// committed is set once the client was answered (anything written).
+	committed bool
+	start     time.Time
+	id        string
+	attempts  int
 }
 
 // failure is a finished attempt that did not reach the client.
@@ -102,6 +104,9 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 		c.attempts++
 		f, done := r.attempt(ctx, w, req, c, acct, deadline)
 		if done {
+			if !c.committed && shuttingDown(ctx) {
+				WriteAnthropicError(w, 529, errOverloaded, "crs: the relay is shutting down; please retry", time.Second)
+			}
 			return
 		}
 		last = f
@@ -113,6 +118,9 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 			}
 		}
 		if ctx.Err() != nil {
+			if shuttingDown(ctx) {
+				WriteAnthropicError(w, 529, errOverloaded, "crs: the relay is shutting down; please retry", time.Second)
+			}
 			return // the client is gone; nobody to answer
 		}
 	}
@@ -202,17 +210,20 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 	firstByte := r.now()
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		o := anthropic.Classify(r.now(), resp.StatusCode, resp.Header, decoded(resp.Header, body))
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		body := decoded(resp.Header, raw)
+		o := anthropic.Classify(r.now(), resp.StatusCode, resp.Header, body)
 		if o.Kind != provider.ClientError || !g.commit() {
 			if o.Kind == provider.ClientError { // timed out while reading the body
 				o = anthropic.ClassifyTransport(r.now(), errors.New("error body too slow"))
 			}
 			return fail(o)
 		}
+		c.committed = true
 		// The request itself is wrong: every account would say the
-		// same, so the client sees the upstream's own answer.
-		copyHeaders(w.Header(), resp.Header, "Content-Type", "Content-Encoding", "Retry-After")
+		// same, so the client sees the upstream's own answer (decoded:
+		// crs asked for identity, and so may the client).
+		copyHeaders(w.Header(), resp.Header, "Content-Type", "Retry-After")
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
 		return nil, true
@@ -242,8 +253,10 @@ func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call,
 	if !g.commit() {
 		return &failure{outcome: anthropic.ClassifyTransport(r.now(), errors.New("answer too slow")), account: acct}, false
 	}
+	c.committed = true
+	body = decoded(resp.Header, body)
 	if c.metered {
-		if model, tk, ok := anthropic.BodyUsage(decoded(resp.Header, body)); ok {
+		if model, tk, ok := anthropic.BodyUsage(body); ok {
 			if model != "" {
 				rec.Model = model
 			}
@@ -251,7 +264,7 @@ func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call,
 			r.record(context.WithoutCancel(ctx), rec, tk)
 		}
 	}
-	copyHeaders(w.Header(), resp.Header, "Content-Type", "Content-Encoding")
+	copyHeaders(w.Header(), resp.Header, "Content-Type")
 	w.WriteHeader(resp.StatusCode)
 	w.Write(body)
 	return nil, true
@@ -326,6 +339,7 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 		finish(false)
 		return &failure{outcome: anthropic.ClassifyTransport(r.now(), errors.New("first event too slow")), account: acct}, false
 	}
+	c.committed = true
 
 	h := w.Header()
 	h.Set("Content-Type", resp.Header.Get("Content-Type"))
@@ -342,7 +356,8 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 	for {
 		ev, err := rd.Next()
 		if err != nil {
-			if ctx.Err() != nil {
+			stopping := shuttingDown(ctx)
+			if ctx.Err() != nil && !stopping {
 				finish(true)
 				return nil, true
 			}
@@ -351,8 +366,13 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 			}
 			finish(false)
 			if err != io.EOF {
-				r.log.Warn("upstream stream broke after the first byte", "request_id", c.id, "account", acct.ID, "err", err)
-				msg := []byte(`{"type":"error","error":{"type":"api_error","message":"crs: the upstream stream was interrupted"}}`)
+				why := "the upstream stream was interrupted"
+				if stopping {
+					why = "the relay is shutting down; please retry"
+				} else {
+					r.log.Warn("upstream stream broke after the first byte", "request_id", c.id, "account", acct.ID, "err", err)
+				}
+				msg := errorJSON(errAPI, "crs: "+why)
 				if len(ev.Raw) > 0 && !bytes.HasSuffix(ev.Raw, []byte("\n\n")) {
 					w.Write([]byte("\n\n"))
 				}
@@ -413,7 +433,9 @@ func eventName(ev sse.Event) string {
 	return gjson.GetBytes(ev.Data, "type").String()
 }
 
-// decoded returns body decompressed when the upstream gzipped it anyway.
+// decoded returns body decompressed when the upstream gzipped it although
+// crs asked for identity (a proxy on the way did it); the client then gets
+// the plain bytes, as it would from the real API.
 func decoded(h http.Header, body []byte) []byte {
 	if !strings.EqualFold(h.Get("Content-Encoding"), "gzip") {
 		return body

@@ -22,6 +22,15 @@ import (
 	"github.com/crs-relay/crs/internal/usage"
 )
 
+// ErrShuttingDown is the cancel cause of request contexts when the server
+// stops waiting for in-flight requests. Streams cut for it end with an
+// error event that says so, instead of a bare close.
+var ErrShuttingDown = errors.New("crs is shutting down")
+
+func shuttingDown(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), ErrShuttingDown)
+}
+
 // Config tunes the pipeline.
 type Config struct {
 	// ClaudeBaseURL is the API root of Claude accounts that have none.

@@ -334,6 +334,12 @@ func TestSIGTERMCutsStreamsPastShutdownTimeout(t *testing.T) {
 	if cut < shutdownTimeout || cut > shutdownTimeout+3*time.Second {
 		t.Fatalf("stream cut %v after SIGTERM, want about SHUTDOWN_TIMEOUT=%v", cut, shutdownTimeout)
 	}
+	// The cut stream ends with a well-formed error event saying why, not a
+	// bare close.
+	var apiErr *anthropic.Error
+	if err := s.Err(); !errors.As(err, &apiErr) || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("cut stream ended with %v, want an error event saying crs is shutting down", err)
+	}
 	st := srv.waitExit(10 * time.Second)
 	if st == nil || st.ExitCode() != 0 {
 		t.Fatalf("exit after drain timeout: %v\nstderr: %s", st, srv.stderr)
