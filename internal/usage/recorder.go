@@ -33,6 +33,9 @@ type Options struct {
 	MaxWait time.Duration // default 1s
 	// MaxBatch bounds the records in one transaction.
 	MaxBatch int // default 256
+	// Linger is how long a batch waits for company while records arrive
+	// concurrently (never for a lone record); negative disables it.
+	Linger time.Duration // default 2ms
 	// SpoolDir holds spool files; required.
 	SpoolDir string
 	Logger   *slog.Logger
@@ -63,6 +66,9 @@ func NewRecorder(st store.Usage, opts Options) *Recorder {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
+	}
+	if opts.Linger == 0 {
+		opts.Linger = 2 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -117,6 +123,7 @@ func (r *Recorder) Start() {
 func (r *Recorder) run() {
 	defer r.wg.Done()
 	batch := make([]pending, 0, r.opts.MaxBatch)
+	busy := false // the last batch held more than one record
 	for {
 		var first pending
 		select {
@@ -125,32 +132,51 @@ func (r *Recorder) run() {
 			r.drain(batch)
 			return
 		}
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < r.opts.MaxBatch {
-			select {
-			case p := <-r.queue:
-				batch = append(batch, p)
-			default:
-				break fill
-			}
+		batch = r.fill(append(batch[:0], first))
+		// Under concurrent load, waiting a moment lets more records share
+		// the transaction: a commit rewrites the same few pages however
+		// many rows it carries. A lone stream never waits.
+		if (busy || len(batch) > 1) && r.opts.Linger > 0 && len(batch) < r.opts.MaxBatch {
+			batch = r.linger(batch)
 		}
+		busy = len(batch) > 1
 		r.commit(batch)
 	}
 }
 
+// fill adds what is already queued, without waiting.
+func (r *Recorder) fill(batch []pending) []pending {
+	for len(batch) < r.opts.MaxBatch {
+		select {
+		case p := <-r.queue:
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// linger adds what arrives within Linger.
+func (r *Recorder) linger(batch []pending) []pending {
+	t := time.NewTimer(r.opts.Linger)
+	defer t.Stop()
+	for len(batch) < r.opts.MaxBatch {
+		select {
+		case p := <-r.queue:
+			batch = append(batch, p)
+		case <-t.C:
+			return batch
+		case <-r.closed:
+			return batch
+		}
+	}
+	return batch
+}
+
 func (r *Recorder) drain(batch []pending) {
 	for {
-		batch = batch[:0]
-	fill:
-		for len(batch) < r.opts.MaxBatch {
-			select {
-			case p := <-r.queue:
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
+		batch = r.fill(batch[:0])
 		if len(batch) == 0 {
 			return
 		}
