@@ -327,6 +327,9 @@ func TestRequestErrors(t *testing.T) {
 	}
 	expect("bad json", rawPost(t, url, key, `{"model":`), 400, "invalid_request_error")
 	expect("no model", rawPost(t, url, key, `{"max_tokens":1}`), 400, "invalid_request_error")
+	// Malformed past the model: the upstream is the judge, and its 400
+	// reaches the client unchanged.
+	expect("bad json later", rawPost(t, url, key, `{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[}`), 400, "invalid_request_error")
 	big := `{"model":"m","pad":"` + strings.Repeat("x", 2<<20) + `"}`
 	expect("too large", rawPost(t, url, key, big), 413, "request_too_large")
 	// Upstream client errors pass through as the upstream said them.

@@ -70,8 +70,12 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 	if c.body, ok = r.readBody(w, req); !ok {
 		return
 	}
+	// One pass reads what the relay needs. Full JSON validation is left
+	// to the upstream, which answers malformed bodies with its own 400
+	// (passed through); a body that is not even an object with a model is
+	// refused here.
 	f, isObject := readMessagesFields(c.body)
-	if !isObject || !gjson.ValidBytes(c.body) {
+	if !isObject {
 		WriteAnthropicError(w, http.StatusBadRequest, errInvalidRequest, "request body is not a JSON object", 0)
 		return
 	}
@@ -290,6 +294,9 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 		body = zr
 	}
 	rd := sse.NewReader(body)
+	// Each event is written on (or copied into held) before the next is
+	// read, so the reader may reuse its buffer.
+	rd.ShareBuffers()
 	var su anthropic.StreamUsage
 	recorded := false
 	finish := func(aborted bool) {

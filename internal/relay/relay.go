@@ -114,7 +114,7 @@ func (r *Relay) readBody(w http.ResponseWriter, req *http.Request) ([]byte, bool
 			fmt.Sprintf("request body is %d bytes; the limit is %d", req.ContentLength, r.cfg.MaxBodyBytes), 0)
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
+	body, err := readAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes), req.ContentLength)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -163,4 +163,26 @@ func (r *Relay) Refresh(ctx context.Context) error {
 // FlushTouches writes gathered last-used times of keys and accounts.
 func (r *Relay) FlushTouches(ctx context.Context) error {
 	return errors.Join(r.keys.FlushTouches(ctx), r.sched.FlushTouches(ctx))
+}
+
+// readAll reads r to the end into one allocation when the size is known
+// (Content-Length), instead of io.ReadAll's doubling copies.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, 0, size+1) // +1 lets the EOF read land without a grow
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // a body longer than announced
+		}
+	}
 }

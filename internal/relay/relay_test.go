@@ -93,10 +93,17 @@ func TestSessionID(t *testing.T) {
 		{"header wins", h("X-Claude-Code-Session-Id", "abc"), `{"metadata":{"user_id":"{\"session_id\":\"zzz\"}"}}`, "abc"},
 		{"json user_id", nil, `{"metadata":{"user_id":"{\"device_id\":\"d\",\"account_uuid\":\"\",\"session_id\":\"s-1\"}"}}`, "s-1"},
 		{"legacy user_id", nil, `{"metadata":{"user_id":"user_abc_account__session_0f0e-11"}}`, "0f0e-11"},
-		{"system string", nil, `{"system":"be brief","messages":[{"role":"user","content":"hi"}]}`, hashText("be brief")},
-		{"system blocks", nil, `{"system":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}`, hashText("a\nb\n")},
-		{"first message", nil, `{"messages":[{"role":"user","content":[{"type":"text","text":"hello"}]}]}`, hashText("hello\n")},
+		{"system string", nil, `{"system":"be brief","messages":[{"role":"user","content":"hi"}]}`, hashPrompt(`"be brief"`)},
+		{"system blocks", nil, `{"system":[{"type":"text","text":"a"}]}`, hashPrompt(`[{"type":"text","text":"a"}]`)},
+		{"first message", nil, `{"messages":[{"role":"user","content":[{"type":"text","text":"hello"}]}]}`, hashPrompt(`[{"type":"text","text":"hello"}]`)},
+		{"empty system falls to first message", nil, `{"system":"","messages":[{"content":"x"}]}`, hashPrompt(`"x"`)},
 		{"nothing", nil, `{"messages":[]}`, ""},
+	}
+	// Long prompts that differ only past the hashed prefix still differ by
+	// length; equal ones agree.
+	long := strings.Repeat("y", 20<<10)
+	if hashPrompt(long) == hashPrompt(long+"z") || hashPrompt(long) != hashPrompt(strings.Clone(long)) {
+		t.Fatal("prompt hashing does not tell long prompts apart by length")
 	}
 	for _, c := range cases {
 		if c.hdr == nil {

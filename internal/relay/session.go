@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"net/http"
 	"strings"
@@ -66,32 +67,27 @@ func sessionID(h http.Header, f messagesFields) string {
 			return uid[i+len("_session_"):]
 		}
 	}
-	if text := promptText(f.system); text != "" {
-		return hashText(text)
+	if f.system.Exists() && f.system.Raw != `""` && f.system.Raw != "[]" {
+		return hashPrompt(f.system.Raw)
 	}
-	if text := promptText(f.first); text != "" {
-		return hashText(text)
+	if f.first.Exists() && f.first.Raw != `""` && f.first.Raw != "[]" {
+		return hashPrompt(f.first.Raw)
 	}
 	return ""
 }
 
-// promptText joins the text of a string or an array of content blocks.
-func promptText(v gjson.Result) string {
-	if v.Type == gjson.String {
-		return v.String()
-	}
-	var b strings.Builder
-	v.ForEach(func(_, block gjson.Result) bool {
-		if t := block.Get("text"); t.Exists() {
-			b.WriteString(t.String())
-			b.WriteByte('\n')
-		}
-		return true
-	})
-	return b.String()
-}
+// hashPromptPrefix bounds how much of a prompt is hashed: sticky sessions
+// only need conversations told apart, and a long first message would
+// otherwise cost a hash of the whole conversation start on every request.
+const hashPromptPrefix = 8 << 10
 
-func hashText(s string) string {
-	h := sha256.Sum256([]byte(s))
-	return "h:" + hex.EncodeToString(h[:16])
+// hashPrompt names a conversation by its system prompt or first message, as
+// sent (raw JSON): the first 8 KiB and the total length.
+func hashPrompt(raw string) string {
+	h := sha256.New()
+	h.Write([]byte(raw[:min(len(raw), hashPromptPrefix)]))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(raw)))
+	h.Write(n[:])
+	return "h:" + hex.EncodeToString(h.Sum(nil)[:16])
 }

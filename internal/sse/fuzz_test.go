@@ -86,6 +86,11 @@ func FuzzReader(f *testing.F) {
 		if !sameResults(whole, chunked) {
 			t.Fatalf("whole and chunked reads differ:\nwhole   %v\nchunked %v", whole, chunked)
 		}
+		sharedRd := NewReaderSize(randomChunks(seed+1, in), maxEvent)
+		sharedRd.ShareBuffers()
+		if shared := readAll(t, sharedRd); !sameResults(whole, shared) {
+			t.Fatalf("copying and shared-buffer reads differ:\ncopy   %v\nshared %v", whole, shared)
+		}
 		last := whole[len(whole)-1].Err
 		if errors.Is(last, ErrEventTooLarge) {
 			// Every event returned before the error fits, and the input

@@ -82,7 +82,16 @@ type Reader struct {
 	data     []span // data field values, in order
 
 	names map[string]string // interned event names
+
+	shared bool // Raw aliases buf (ShareBuffers)
 }
+
+// ShareBuffers makes every later event's Raw (and single-line Data) a view
+// of the reader's own buffer instead of a copy: valid only until the next
+// call to Next. A relay that writes each event on before reading the next
+// saves an allocation per event, which under many long streams is most of
+// its garbage.
+func (rd *Reader) ShareBuffers() { rd.shared = true }
 
 // NewReader returns a Reader with the default maximum event size.
 func NewReader(r io.Reader) *Reader {
@@ -307,8 +316,13 @@ func (rd *Reader) parseLine(start, end int) {
 // build copies the first n pending bytes into a new Event and fills in the
 // fields recorded while scanning.
 func (rd *Reader) build(n int) Event {
-	raw := make([]byte, n)
-	copy(raw, rd.buf[rd.r:rd.r+n])
+	var raw []byte
+	if rd.shared {
+		raw = rd.buf[rd.r : rd.r+n : rd.r+n]
+	} else {
+		raw = make([]byte, n)
+		copy(raw, rd.buf[rd.r:rd.r+n])
+	}
 	ev := Event{Raw: raw}
 	if rd.hasName {
 		ev.Name = rd.intern(raw[rd.name.start:rd.name.end])
