@@ -79,6 +79,9 @@ func withAccessLog(log *slog.Logger, clientIP func(*http.Request) string, next h
 			sw = &statusWriter{ResponseWriter: w}
 		}
 		next.ServeHTTP(sw, r)
+		if !log.Enabled(r.Context(), slog.LevelInfo) {
+			return
+		}
 		status := sw.status
 		if status == 0 {
 			status = http.StatusOK

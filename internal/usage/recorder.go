@@ -35,7 +35,7 @@ type Options struct {
 	MaxBatch int // default 256
 	// Linger is how long a batch waits for company while records arrive
 	// concurrently (never for a lone record); negative disables it.
-	Linger time.Duration // default 2ms
+	Linger time.Duration // default 5ms
 	// SpoolDir holds spool files; required.
 	SpoolDir string
 	Logger   *slog.Logger
@@ -68,7 +68,7 @@ func NewRecorder(st store.Usage, opts Options) *Recorder {
 		opts.MaxBatch = 256
 	}
 	if opts.Linger == 0 {
-		opts.Linger = 2 * time.Millisecond
+		opts.Linger = 5 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -89,9 +89,11 @@ CREATE TABLE usage_records (
 	created_at     INTEGER NOT NULL,
 	UNIQUE (request_id, attempt)
 );
+-- Every index is paid on each insert, on the hot path. Per-account and
+-- per-model figures come from usage_rollups; records are looked up by key
+-- (a user's history) or by time.
 CREATE INDEX usage_records_created ON usage_records (created_at);
 CREATE INDEX usage_records_key ON usage_records (key_id, created_at);
-CREATE INDEX usage_records_account ON usage_records (account_id, created_at);
 
 -- period is the bucket start in unix ms: the UTC hour, or midnight of the
 -- day in the store's zone. label is the same bucket for people reading the
