@@ -18,6 +18,7 @@ import (
 
 	"github.com/crs-relay/crs/internal/fakeupstream"
 	"github.com/crs-relay/crs/internal/netx/netxtest"
+	"github.com/crs-relay/crs/internal/store"
 )
 
 // TestStreamAndNonStreamRecordUsageOnce drives the relay with the official
@@ -576,5 +577,83 @@ func TestPprofOnItsOwnListener(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Fatalf("relay port serves pprof: %d", resp.StatusCode)
+	}
+}
+
+// TestClaudeAPIURLAndKeyRotation: an account added without --base-url uses
+// CLAUDE_API_URL; serve takes --data-dir; and a new ENCRYPTION_KEY leaves
+// relay keys working (they are plain SHA-256 hashes) while sealed
+// credentials can no longer be opened.
+func TestClaudeAPIURLAndKeyRotation(t *testing.T) {
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{APIKeys: []string{"sk-ant-default"}, Deltas: 1})
+	dir := newDataDir(t)
+	cliRun(t, dir, "sk-ant-default\n", "accounts", "add", "--platform", "claude", "--type", "api-key",
+		"--name", "default-url", "--api-key", "-", "--json")
+	_, key := createKey(t, dir, "k")
+
+	vars := map[string]string{"HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "warn", "CLAUDE_API_URL": fake.URL()}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, []string{"--data-dir", dir}, io.Discard, io.Discard, func(k string) string { return vars[k] },
+			func(a string) { ready <- a })
+	}()
+	var base string
+	select {
+	case a := <-ready:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	c := sdk(base+"/api", key)
+	if _, err := c.Messages.New(testCtx(t, 10*time.Second), params("hi")); err != nil {
+		t.Fatalf("account without base URL did not use CLAUDE_API_URL: %v", err)
+	}
+	if fake.MessageCount() != 1 {
+		t.Fatal("the fake at CLAUDE_API_URL was not called")
+	}
+	cancel()
+	<-done
+
+	srv := startRelay(t, dir, map[string]string{"ENCRYPTION_KEY": strings.Repeat("r", 40), "CLAUDE_API_URL": fake.URL()})
+	req, _ := http.NewRequest("GET", srv.url+"/api/v1/me", nil)
+	req.Header.Set("X-Api-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("relay key refused after ENCRYPTION_KEY changed: %d", resp.StatusCode)
+	}
+	c2 := sdk(srv.url+"/api", key)
+	_, err = c2.Messages.New(testCtx(t, 10*time.Second), params("hi"))
+	var apiErr *anthropic.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 529 || fake.MessageCount() != 1 {
+		t.Fatalf("with unreadable credentials: err %v, upstream calls %d", err, fake.MessageCount())
+	}
+}
+
+// TestTimezoneSetsDailyBoundaries: TIMEZONE decides which day a record's
+// usage counts for.
+func TestTimezoneSetsDailyBoundaries(t *testing.T) {
+	dir := newDataDir(t)
+	vars := map[string]string{"DATA_DIR": dir, "TIMEZONE": "Asia/Shanghai"}
+	e, err := openEnv(context.Background(), "", func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	at := time.Date(2026, 1, 1, 17, 30, 0, 0, time.UTC) // 01:30 on Jan 2 in Shanghai
+	if _, err := e.Store.InsertUsage(context.Background(), []store.UsageRecord{{RequestID: "r", Attempt: 1, KeyID: "k", AccountID: "a", Model: "m", Input: 1, CreatedAt: at}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.Store.Rollups(context.Background(), store.Daily, at.Add(-48*time.Hour), at.Add(48*time.Hour))
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("rollups %v %v", rows, err)
+	}
+	if got := rows[0].Period.In(e.Config.Location).Format("2006-01-02 15:04"); got != "2026-01-02 00:00" {
+		t.Fatalf("daily bucket = %s, want 2026-01-02 00:00 Shanghai", got)
 	}
 }
