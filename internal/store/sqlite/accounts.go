@@ -111,26 +111,7 @@ func (s *Store) SetCooldown(ctx context.Context, id store.AccountID, kind store.
 // TouchAccounts sets last_used_at for many accounts in one transaction.
 // Accounts that no longer exist are skipped.
 func (s *Store) TouchAccounts(ctx context.Context, used map[store.AccountID]time.Time) error {
-	if len(used) == 0 {
-		return nil
-	}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `UPDATE accounts SET last_used_at = ? WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for id, t := range used {
-			if _, err := st.ExecContext(ctx, ms(t), string(id)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sqlite: touch accounts: %w", err)
-	}
-	return nil
+	return touch(ctx, s, "accounts", used)
 }
 
 // scanAccount reads one row of accountColumns; a missing row is

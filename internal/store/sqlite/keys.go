@@ -108,11 +108,17 @@ func (s *Store) PurgeKey(ctx context.Context, id store.KeyID) error {
 // TouchKeys sets last_used_at for many keys in one transaction. Keys that
 // no longer exist are skipped: a purge may race a batched touch.
 func (s *Store) TouchKeys(ctx context.Context, used map[store.KeyID]time.Time) error {
+	return touch(ctx, s, "keys", used)
+}
+
+// touch sets last_used_at of the rows of table (keys or accounts) in one
+// transaction; rows that no longer exist are skipped.
+func touch[ID ~string](ctx context.Context, s *Store, table string, used map[ID]time.Time) error {
 	if len(used) == 0 {
 		return nil
 	}
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `UPDATE keys SET last_used_at = ? WHERE id = ?`)
+		st, err := tx.PrepareContext(ctx, `UPDATE `+table+` SET last_used_at = ? WHERE id = ?`)
 		if err != nil {
 			return err
 		}
@@ -125,7 +131,7 @@ func (s *Store) TouchKeys(ctx context.Context, used map[store.KeyID]time.Time) e
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: touch keys: %w", err)
+		return fmt.Errorf("sqlite: touch %s: %w", table, err)
 	}
 	return nil
 }
