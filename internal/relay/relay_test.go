@@ -95,8 +95,10 @@ func TestSessionID(t *testing.T) {
 		{"legacy user_id", nil, `{"metadata":{"user_id":"user_abc_account__session_0f0e-11"}}`, "0f0e-11"},
 		{"system string", nil, `{"system":"be brief","messages":[{"role":"user","content":"hi"}]}`, hashPrompt(`"be brief"`)},
 		{"system blocks", nil, `{"system":[{"type":"text","text":"a"}]}`, hashPrompt(`[{"type":"text","text":"a"}]`)},
-		{"first message", nil, `{"messages":[{"role":"user","content":[{"type":"text","text":"hello"}]}]}`, hashPrompt(`[{"type":"text","text":"hello"}]`)},
-		{"empty system falls to first message", nil, `{"system":"","messages":[{"content":"x"}]}`, hashPrompt(`"x"`)},
+		{"first message", nil, `{"messages":[{"role":"user","content":[{"type":"text","text":"hello"}]}]}`, hashPrompt(`{"role":"user","content":[{"type":"text","text":"hello"}]}`)},
+		{"first message, later turn", nil, `{"messages":[ {"role":"user","content":[{"type":"text","text":"hello"}]},{"role":"assistant","content":"hi"}]}`, hashPrompt(`{"role":"user","content":[{"type":"text","text":"hello"}]}`)},
+		{"empty system falls to first message", nil, `{"system":"","messages":[{"content":"x"}]}`, hashPrompt(`{"content":"x"}`)},
+		{"no messages", nil, `{"messages":[ ]}`, ""},
 		{"nothing", nil, `{"messages":[]}`, ""},
 	}
 	// Long prompts that differ only past the hashed prefix still differ by
@@ -104,6 +106,14 @@ func TestSessionID(t *testing.T) {
 	long := strings.Repeat("y", 20<<10)
 	if hashPrompt(long) == hashPrompt(long+"z") || hashPrompt(long) != hashPrompt(strings.Clone(long)) {
 		t.Fatal("prompt hashing does not tell long prompts apart by length")
+	}
+	// A first message longer than the hashed prefix keeps its session as
+	// the conversation grows.
+	big := `{"role":"user","content":"` + long + `"}`
+	turn1, _ := readMessagesFields([]byte(`{"messages":[` + big + `]}`))
+	turn2, _ := readMessagesFields([]byte(`{"messages":[` + big + `,{"role":"assistant","content":"ok"},{"role":"user","content":"more"}]}`))
+	if a, b := sessionID(http.Header{}, turn1), sessionID(http.Header{}, turn2); a == "" || a != b {
+		t.Fatalf("long first message: session %q then %q", a, b)
 	}
 	for _, c := range cases {
 		if c.hdr == nil {

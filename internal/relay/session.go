@@ -15,11 +15,11 @@ import (
 // over each value without decoding it, so a long conversation costs one
 // scan rather than one per field.
 type messagesFields struct {
-	model  gjson.Result
-	stream bool
-	userID string       // metadata.user_id
-	system gjson.Result // the system prompt, string or blocks
-	first  gjson.Result // messages[0].content
+	model    gjson.Result
+	stream   bool
+	userID   string       // metadata.user_id
+	system   gjson.Result // the system prompt, string or blocks
+	messages string       // the messages array, raw
 }
 
 // readMessagesFields reads a validated JSON body; ok is false when the body
@@ -40,7 +40,7 @@ func readMessagesFields(body []byte) (f messagesFields, ok bool) {
 		case "system":
 			f.system = v
 		case "messages":
-			f.first = v.Get("0.content")
+			f.messages = v.Raw
 		}
 		return true
 	})
@@ -70,10 +70,33 @@ func sessionID(h http.Header, f messagesFields) string {
 	if f.system.Exists() && f.system.Raw != `""` && f.system.Raw != "[]" {
 		return hashPrompt(f.system.Raw)
 	}
-	if f.first.Exists() && f.first.Raw != `""` && f.first.Raw != "[]" {
-		return hashPrompt(f.first.Raw)
+	if first := firstMessage(f.messages); first != "" {
+		return hashPrompt(first)
 	}
 	return ""
+}
+
+// firstMessage returns the raw first element of a messages array, or, when
+// that element is longer than hashPromptPrefix, its first hashPromptPrefix
+// bytes: either way the same bytes on every turn of a conversation, found
+// without scanning past the prefix (a first message may be most of a large
+// body).
+func firstMessage(messages string) string {
+	i := 0
+	for i < len(messages) && (messages[i] == '[' || messages[i] == ' ' || messages[i] == '\n' || messages[i] == '\r' || messages[i] == '\t') {
+		i++
+	}
+	rest := messages[i:]
+	if rest == "" || rest[0] == ']' {
+		return ""
+	}
+	window := rest[:min(len(rest), hashPromptPrefix)]
+	// Element 0 of the array cut after the window: complete (and valid)
+	// only if it ends inside the window.
+	if elem := gjson.Get(messages[:i+len(window)], "0"); elem.Raw != "" && len(elem.Raw) < len(window) && gjson.Valid(elem.Raw) {
+		return elem.Raw
+	}
+	return window
 }
 
 // hashPromptPrefix bounds how much of a prompt is hashed: sticky sessions
