@@ -191,9 +191,11 @@ func (r *Recorder) commit(batch []pending) {
 	for i, p := range batch {
 		recs[i] = p.rec
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err := r.st.InsertUsage(ctx, recs)
-	cancel()
+	// No deadline here on purpose: a cancellable context costs the SQLite
+	// driver and database/sql a watcher goroutine per statement, and a
+	// stalled store is bounded anyway (busy_timeout; Record spools after
+	// MaxWait).
+	_, err := r.st.InsertUsage(context.Background(), recs)
 	if err != nil {
 		r.log.Error("usage commit failed; spooling", "records", len(recs), "err", err)
 		err = r.spool(recs)
