@@ -14,8 +14,6 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
-
-	"github.com/crs-relay/crs/internal/fakeupstream"
 )
 
 // relayServer is `crs serve` running in-process on a loopback port, with
@@ -110,7 +108,7 @@ func cliRun(t *testing.T, dir string, stdin string, args ...string) string {
 }
 
 // addAccount adds a Claude API-key account pointing at the fake.
-func addAccount(t *testing.T, dir string, fake *fakeupstream.Anthropic, name string, priority int, extra ...string) string {
+func addAccount(t *testing.T, dir string, fake interface{ URL() string }, name string, priority int, extra ...string) string {
 	t.Helper()
 	args := append([]string{"accounts", "add", "--platform", "claude", "--type", "api-key", "--name", name,
 		"--api-key", "-", "--base-url", fake.URL(), "--priority", strconv.Itoa(priority), "--json"}, extra...)

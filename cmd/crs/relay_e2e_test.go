@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,9 +212,15 @@ func TestStickySession(t *testing.T) {
 // the upstream call and still leaves exactly one record with the input and
 // cache tokens from message_start.
 func TestClientDisconnectRecordsUsageOnce(t *testing.T) {
-	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 50, DeltaDelay: 40 * time.Millisecond})
+	fake := fakeupstream.NewAnthropic(fakeupstream.Options{Deltas: 50, DeltaDelay: 40 * time.Millisecond})
+	upstreamDone := make(chan time.Time, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fake.ServeHTTP(w, r)
+		upstreamDone <- time.Now()
+	}))
+	t.Cleanup(func() { fake.Close(); up.Close() })
 	dir := newDataDir(t)
-	addAccount(t, dir, fake, "a", 50)
+	addAccount(t, dir, urlOf(up.URL), "a", 50)
 	_, key := createKey(t, dir, "k")
 	srv := startRelay(t, dir, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -230,6 +237,17 @@ func TestClientDisconnectRecordsUsageOnce(t *testing.T) {
 		}
 	}
 	s.Close()
+	cancelled := time.Now()
+	select {
+	case end := <-upstreamDone:
+		// 48 deltas of 40 ms were still to come: the relay cancelled the
+		// upstream call instead of reading it to the end.
+		if d := end.Sub(cancelled); d > time.Second {
+			t.Fatalf("upstream request ran %v past the client's disconnect", d)
+		}
+	case <-time.After(1500 * time.Millisecond):
+		t.Fatal("upstream request still running 1.5 s after the client disconnected")
+	}
 	var u usageOut
 	waitFor(t, 5*time.Second, func() bool { u = usageJSON(t, dir); return len(u.Keys) == 1 })
 	time.Sleep(300 * time.Millisecond)
@@ -238,7 +256,6 @@ func TestClientDisconnectRecordsUsageOnce(t *testing.T) {
 	if k := u.Keys[0]; k.Requests != 1 || k.Input != d.Input || k.CR != d.CacheRead || k.CW5m != d.CacheWrite5m {
 		t.Fatalf("usage after disconnect: %+v", u.Keys)
 	}
-	// The upstream request ended long before its 2 s of deltas.
 	if r := fake.Requests(); len(r) != 1 {
 		t.Fatalf("upstream requests: %d", len(r))
 	}
@@ -657,3 +674,8 @@ func TestTimezoneSetsDailyBoundaries(t *testing.T) {
 		t.Fatalf("daily bucket = %s, want 2026-01-02 00:00 Shanghai", got)
 	}
 }
+
+// urlOf adapts a plain URL to addAccount.
+type urlOf string
+
+func (u urlOf) URL() string { return string(u) }

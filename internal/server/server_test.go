@@ -2,12 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/crs-relay/crs/internal/store/sqlite"
 )
 
 func TestClientIPHonoursOnlyTrustedProxies(t *testing.T) {
@@ -66,5 +71,31 @@ func TestRecoverAnswers500AndLogs(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
 	if w.Code != 500 || w.Header().Get("X-Request-Id") == "" || !strings.Contains(logs.String(), "boom") {
 		t.Fatalf("code %d, headers %v, log %q", w.Code, w.Header(), logs.String())
+	}
+}
+
+// TestHealthReportsStoreDown: /health answers 503 with ok:false once the
+// store stops answering, and 200 while it does.
+func TestHealthReportsStoreDown(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := health(st, "test")
+	get := func() (int, map[string]any) {
+		w := httptest.NewRecorder()
+		h(w, httptest.NewRequest("GET", "/health", nil))
+		var body map[string]any
+		json.Unmarshal(w.Body.Bytes(), &body)
+		return w.Code, body
+	}
+	code, body := get()
+	if code != 200 || body["status"] != "ok" || body["version"] != "test" || body["store"].(map[string]any)["backend"] != "sqlite" {
+		t.Fatalf("healthy: %d %v", code, body)
+	}
+	st.Close()
+	code, body = get()
+	if code != 503 || body["store"].(map[string]any)["ok"] != false {
+		t.Fatalf("store down: %d %v", code, body)
 	}
 }
