@@ -47,7 +47,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: crs serve [--data-dir DIR]")
 		fmt.Fprintln(stderr, "\nEnvironment:")
-		for _, v := range config.Vars {
+		for _, v := range config.Vars() {
 			fmt.Fprintf(stderr, "  %-30s %s (default %s)\n", v.Name, v.Doc, v.Default)
 		}
 	}

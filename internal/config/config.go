@@ -72,25 +72,27 @@ type Var struct {
 }
 
 // Vars lists every variable Load reads, in the order of the help text.
-var Vars = []Var{
-	{"HOST", "0.0.0.0", "listen address"},
-	{"PORT", "3000", "listen port (0 picks a free one; the address is printed)"},
-	{"DATA_DIR", "./data", "state: SQLite database, generated secrets, init.json, usage spool"},
-	{"ADMIN_USERNAME", "admin", "admin login created on first start"},
-	{"ADMIN_PASSWORD", "(random)", "admin password set on first start; printed once and kept in DATA_DIR/init.json until changed"},
-	{"LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"ENCRYPTION_KEY", "(generated)", "≥ 32 characters; seals upstream credentials; generated once into DATA_DIR/encryption.key"},
-	{"JWT_SECRET", "(generated)", "signs admin sessions; generated once into DATA_DIR/jwt.secret"},
-	{"CLAUDE_API_URL", "https://api.anthropic.com", "base URL of Claude accounts that have none"},
-	{"TIMEZONE", "(machine zone)", "IANA zone for daily usage boundaries, e.g. Asia/Shanghai"},
-	{"TRUST_PROXY", "(none)", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted"},
-	{"REQUEST_MAX_SIZE_MB", "60", "largest accepted request body, MiB"},
-	{"STICKY_SESSION_TTL_HOURS", "1", "how long a conversation keeps its account without use"},
-	{"UPSTREAM_MAX_ATTEMPTS", "3", "accounts tried for one request before its first byte"},
-	{"UPSTREAM_FIRST_EVENT_TIMEOUT", "120s", "wait for an upstream's first event before failing over"},
-	{"UPSTREAM_FAILOVER_DEADLINE", "180s", "all attempts of one request together"},
-	{"SHUTDOWN_TIMEOUT", "30s", "drain time for in-flight streams on SIGTERM"},
-	{"PPROF_ADDR", "(off)", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060"},
+func Vars() []Var {
+	return []Var{
+		{"HOST", "0.0.0.0", "listen address"},
+		{"PORT", "3000", "listen port (0 picks a free one; the address is printed)"},
+		{"DATA_DIR", "./data", "state: SQLite database, generated secrets, init.json, usage spool"},
+		{"ADMIN_USERNAME", "admin", "admin login created on first start"},
+		{"ADMIN_PASSWORD", "(random)", "admin password set on first start; printed once and kept in DATA_DIR/init.json until changed"},
+		{"LOG_LEVEL", "info", "debug, info, warn or error"},
+		{"ENCRYPTION_KEY", "(generated)", "≥ 32 characters; seals upstream credentials; generated once into DATA_DIR/encryption.key"},
+		{"JWT_SECRET", "(generated)", "signs admin sessions; generated once into DATA_DIR/jwt.secret"},
+		{"CLAUDE_API_URL", "https://api.anthropic.com", "base URL of Claude accounts that have none"},
+		{"TIMEZONE", "(machine zone)", "IANA zone for daily usage boundaries, e.g. Asia/Shanghai"},
+		{"TRUST_PROXY", "(none)", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted"},
+		{"REQUEST_MAX_SIZE_MB", "60", "largest accepted request body, MiB"},
+		{"STICKY_SESSION_TTL_HOURS", "1", "how long a conversation keeps its account without use"},
+		{"UPSTREAM_MAX_ATTEMPTS", "3", "accounts tried for one request before its first byte"},
+		{"UPSTREAM_FIRST_EVENT_TIMEOUT", "120s", "wait for an upstream's first event before failing over"},
+		{"UPSTREAM_FAILOVER_DEADLINE", "180s", "all attempts of one request together"},
+		{"SHUTDOWN_TIMEOUT", "30s", "drain time for in-flight streams on SIGTERM"},
+		{"PPROF_ADDR", "(off)", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060"},
+	}
 }
 
 // Load reads the configuration through getenv (os.Getenv in production,

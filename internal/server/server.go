@@ -24,9 +24,9 @@ type Options struct {
 	ClientIP func(*http.Request) string
 }
 
-// Prefixes the Anthropic Messages surface is mounted under. Clients set
+// prefixes the Anthropic Messages surface is mounted under. Clients set
 // ANTHROPIC_BASE_URL to http://host:port/api (or /claude).
-var Prefixes = []string{"/api", "/claude"}
+var prefixes = []string{"/api", "/claude"}
 
 // New returns the root handler.
 func New(o Options) http.Handler {
@@ -38,7 +38,7 @@ func New(o Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	rl := o.Relay
-	for _, p := range Prefixes {
+	for _, p := range prefixes {
 		mux.HandleFunc("POST "+p+"/v1/messages", rl.Messages)
 		mux.HandleFunc("POST "+p+"/v1/messages/count_tokens", rl.CountTokens)
 		mux.HandleFunc("GET "+p+"/v1/models", rl.Models)
