@@ -106,18 +106,18 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 		}
 		tried[acct.ID] = true
 		c.attempts++
-		f, done := r.attempt(ctx, w, req, c, acct, deadline)
+		failed, done := r.attempt(ctx, w, req, c, acct, deadline)
 		if done {
 			if !c.committed && shuttingDown(ctx) {
 				WriteAnthropicError(w, 529, errOverloaded, "crs: the relay is shutting down; please retry", time.Second)
 			}
 			return
 		}
-		last = f
+		last = failed
 		r.log.Warn("upstream attempt failed", "request_id", c.id, "attempt", c.attempts,
-			"account", acct.ID, "status", f.outcome.Status, "reason", f.outcome.Reason)
-		if f.outcome.Kind == provider.Failover {
-			if err := r.sched.Rest(context.WithoutCancel(ctx), acct.ID, f.outcome.Cooldown, f.outcome.Until, f.outcome.Reason); err != nil {
+			"account", acct.ID, "status", failed.outcome.Status, "reason", failed.outcome.Reason)
+		if failed.outcome.Kind == provider.Failover {
+			if err := r.sched.Rest(context.WithoutCancel(ctx), acct.ID, failed.outcome.Cooldown, failed.outcome.Until, failed.outcome.Reason); err != nil {
 				r.log.Error("cannot record cooldown", "account", acct.ID, "err", err)
 			}
 		}
