@@ -20,6 +20,7 @@ import (
 	"github.com/crs-relay/crs/internal/fakeupstream"
 	"github.com/crs-relay/crs/internal/netx/netxtest"
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/testkit"
 )
 
 // TestStreamAndNonStreamRecordUsageOnce drives the relay with the official
@@ -32,17 +33,17 @@ func TestStreamAndNonStreamRecordUsageOnce(t *testing.T) {
 	acct := addAccount(t, dir, fake, "main", 50)
 	keyID, key := createKey(t, dir, "alice")
 	srv := startRelay(t, dir, map[string]string{"LOG_LEVEL": "debug"})
-	c := sdk(srv.url+"/api", key)
-	ctx := testCtx(t, 30*time.Second)
+	c := testkit.SDK(srv.url+"/api", key)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
-	msg, err := streamText(ctx, c, params("say pong"))
+	msg, err := testkit.Stream(ctx, c, testkit.Params("say pong"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if msg.Content[0].Text != fakeupstream.ReplyText(4) || msg.Usage.OutputTokens != 500 {
 		t.Fatalf("stream reply %q, output %d", msg.Content[0].Text, msg.Usage.OutputTokens)
 	}
-	m, err := c.Messages.New(ctx, params("say pong"))
+	m, err := c.Messages.New(ctx, testkit.Params("say pong"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +98,11 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 	addAccount(t, dir, good, "good", 20)
 	_, key := createKey(t, dir, "k")
 	srv := startRelay(t, dir, nil)
-	c := sdk(srv.url+"/claude", key)
-	ctx := testCtx(t, 30*time.Second)
+	c := testkit.SDK(srv.url+"/claude", key)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
 	bad.Push(fakeupstream.Fault{Status: 429, Header: http.Header{"Retry-After": {"3600"}}})
-	if _, err := streamText(ctx, c, params("one")); err != nil {
+	if _, err := testkit.Stream(ctx, c, testkit.Params("one")); err != nil {
 		t.Fatalf("429 leaked to the client: %v", err)
 	}
 	status, until := accountStatus(t, dir, badID)
@@ -112,11 +113,11 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 		t.Fatalf("good served %d", n)
 	}
 	cliRun(t, dir, "", "accounts", "reset", badID)
-	waitFor(t, 3*time.Second, func() bool { s, _ := accountStatus(t, dir, badID); return s == "active" })
+	testkit.WaitFor(t, 3*time.Second, func() bool { s, _ := accountStatus(t, dir, badID); return s == "active" })
 	time.Sleep(1500 * time.Millisecond) // let the server's reload pick the reset up
 
 	bad.Push(fakeupstream.Fault{ErrorEventAfter: 1})
-	if _, err := c.Messages.New(ctx, params("two")); err != nil {
+	if _, err := c.Messages.New(ctx, testkit.Params("two")); err != nil {
 		t.Fatalf("non-stream after reset: %v", err)
 	}
 	// That non-stream call used bad's fault slot? It went to bad (priority
@@ -124,7 +125,7 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 	// non-stream call ignores stream faults, so it succeeded on bad.
 	bad.Reset()
 	bad.Push(fakeupstream.Fault{ErrorEventAfter: 1})
-	msg, err := streamText(ctx, c, params("three"))
+	msg, err := testkit.Stream(ctx, c, testkit.Params("three"))
 	if err != nil || msg.Content[0].Text != fakeupstream.ReplyText(2) {
 		t.Fatalf("error event before the first content byte leaked: %v %+v", err, msg)
 	}
@@ -184,10 +185,10 @@ func TestStickySession(t *testing.T) {
 	addAccount(t, dir, b, "b", 50)
 	_, key := createKey(t, dir, "k")
 	srv := startRelay(t, dir, nil)
-	c := sdk(srv.url+"/api", key)
-	ctx := testCtx(t, 30*time.Second)
+	c := testkit.SDK(srv.url+"/api", key)
+	ctx := testkit.Ctx(t, 30*time.Second)
 	for range 4 {
-		if _, err := streamText(ctx, c, params("hi"), option.WithHeader("X-Claude-Code-Session-Id", "sess-1")); err != nil {
+		if _, err := testkit.Stream(ctx, c, testkit.Params("hi"), option.WithHeader("X-Claude-Code-Session-Id", "sess-1")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,7 +197,7 @@ func TestStickySession(t *testing.T) {
 	}
 	// The same conversation identified by metadata.user_id (Claude Code's
 	// JSON string) sticks too, and lands on the other, idle account.
-	p := params("hi")
+	p := testkit.Params("hi")
 	p.Metadata.UserID = anthropic.String(`{"device_id":"d","account_uuid":"","session_id":"sess-2"}`)
 	for range 3 {
 		if _, err := c.Messages.New(ctx, p); err != nil {
@@ -225,8 +226,8 @@ func TestClientDisconnectRecordsUsageOnce(t *testing.T) {
 	srv := startRelay(t, dir, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := sdk(srv.url+"/api", key)
-	s := c.Messages.NewStreaming(ctx, params("long"))
+	c := testkit.SDK(srv.url+"/api", key)
+	s := c.Messages.NewStreaming(ctx, testkit.Params("long"))
 	deltas := 0
 	for s.Next() {
 		if s.Current().Type == "content_block_delta" {
@@ -248,8 +249,8 @@ func TestClientDisconnectRecordsUsageOnce(t *testing.T) {
 	case <-time.After(1500 * time.Millisecond):
 		t.Fatal("upstream request still running 1.5 s after the client disconnected")
 	}
-	var u usageOut
-	waitFor(t, 5*time.Second, func() bool { u = usageJSON(t, dir); return len(u.Keys) == 1 })
+	var u testkit.UsageReport
+	testkit.WaitFor(t, 5*time.Second, func() bool { u = usageJSON(t, dir); return len(u.Keys) == 1 })
 	time.Sleep(300 * time.Millisecond)
 	u = usageJSON(t, dir)
 	d := fakeupstream.DefaultUsage()
@@ -289,7 +290,7 @@ func TestKeyErrors(t *testing.T) {
 		t.Fatal("a rejected key reached the upstream")
 	}
 	cliRun(t, dir, "", "keys", "disable", keyID)
-	waitFor(t, 2*time.Second+500*time.Millisecond, func() bool {
+	testkit.WaitFor(t, 2*time.Second+500*time.Millisecond, func() bool {
 		resp := rawPost(t, srv.url+"/api/v1/messages", key, body)
 		resp.Body.Close()
 		return resp.StatusCode == 401
@@ -297,8 +298,8 @@ func TestKeyErrors(t *testing.T) {
 	served := fake.MessageCount()
 	check("disabled", key, "disabled")
 	// The SDK sees an *anthropic.Error with the 401.
-	bad := sdk(srv.url+"/api", "cr_"+strings.Repeat("00", 32))
-	_, err := bad.Messages.New(testCtx(t, 10*time.Second), params("x"))
+	bad := testkit.SDK(srv.url+"/api", "cr_"+strings.Repeat("00", 32))
+	_, err := bad.Messages.New(testkit.Ctx(t, 10*time.Second), testkit.Params("x"))
 	var apiErr *anthropic.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 401 {
 		t.Fatalf("sdk err = %v", err)
@@ -317,7 +318,7 @@ func TestCLIChangesReachRunningServerWithin2s(t *testing.T) {
 	srv := startRelay(t, dir, nil)
 	_, key := createKey(t, dir, "late")
 	start := time.Now()
-	waitFor(t, 2*time.Second, func() bool {
+	testkit.WaitFor(t, 2*time.Second, func() bool {
 		resp := rawPost(t, srv.url+"/api/v1/messages", key, `{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}`)
 		resp.Body.Close()
 		return resp.StatusCode == 200
@@ -436,8 +437,8 @@ func TestLocalEndpointsHealthAndHead(t *testing.T) {
 			t.Fatalf("HEAD %s = %d", p, resp.StatusCode)
 		}
 	}
-	mc := sdk(srv.url+"/api", key)
-	page, err := mc.Models.List(testCtx(t, 10*time.Second), anthropic.ModelListParams{})
+	mc := testkit.SDK(srv.url+"/api", key)
+	page, err := mc.Models.List(testkit.Ctx(t, 10*time.Second), anthropic.ModelListParams{})
 	if err != nil || len(page.Data) == 0 {
 		t.Fatalf("models: %v", err)
 	}
@@ -466,9 +467,9 @@ func TestAccountProxies(t *testing.T) {
 	addAccount(t, dir, fake, "via-socks", 20, "--proxy", socks.URL())
 	_, key := createKey(t, dir, "k")
 	srv := startRelay(t, dir, nil)
-	c := sdk(srv.url+"/api", key)
-	ctx := testCtx(t, 30*time.Second)
-	if _, err := streamText(ctx, c, params("a")); err != nil {
+	c := testkit.SDK(srv.url+"/api", key)
+	ctx := testkit.Ctx(t, 30*time.Second)
+	if _, err := testkit.Stream(ctx, c, testkit.Params("a")); err != nil {
 		t.Fatal(err)
 	}
 	if httpProxy.Count() == 0 {
@@ -476,7 +477,7 @@ func TestAccountProxies(t *testing.T) {
 	}
 	cliRun(t, dir, "", "accounts", "disable", viaHTTP)
 	time.Sleep(1500 * time.Millisecond)
-	if _, err := streamText(ctx, c, params("b")); err != nil {
+	if _, err := testkit.Stream(ctx, c, testkit.Params("b")); err != nil {
 		t.Fatal(err)
 	}
 	if socks.Count() == 0 {
@@ -517,20 +518,6 @@ func TestFirstStartWritesInitJSONAndRejectsBadConfig(t *testing.T) {
 	}, nil)
 	if err == nil || !strings.Contains(err.Error(), "PORT") || !strings.Contains(err.Error(), "TIMEZONE") {
 		t.Fatalf("bad config error = %v", err)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -623,8 +610,8 @@ func TestClaudeAPIURLAndKeyRotation(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	c := sdk(base+"/api", key)
-	if _, err := c.Messages.New(testCtx(t, 10*time.Second), params("hi")); err != nil {
+	c := testkit.SDK(base+"/api", key)
+	if _, err := c.Messages.New(testkit.Ctx(t, 10*time.Second), testkit.Params("hi")); err != nil {
 		t.Fatalf("account without base URL did not use CLAUDE_API_URL: %v", err)
 	}
 	if fake.MessageCount() != 1 {
@@ -644,8 +631,8 @@ func TestClaudeAPIURLAndKeyRotation(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("relay key refused after ENCRYPTION_KEY changed: %d", resp.StatusCode)
 	}
-	c2 := sdk(srv.url+"/api", key)
-	_, err = c2.Messages.New(testCtx(t, 10*time.Second), params("hi"))
+	c2 := testkit.SDK(srv.url+"/api", key)
+	_, err = c2.Messages.New(testkit.Ctx(t, 10*time.Second), testkit.Params("hi"))
 	var apiErr *anthropic.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 529 || fake.MessageCount() != 1 {
 		t.Fatalf("with unreadable credentials: err %v, upstream calls %d", err, fake.MessageCount())

@@ -89,7 +89,7 @@ func TestClaudeCodeThroughCRS(t *testing.T) {
 			}
 			want := fakeupstream.DefaultUsage()
 			u := usage(t, dir, "--key", keyID)
-			if len(u.Keys) != 1 || u.Keys[0].Requests != 1 || u.Keys[0].tokens() != want || u.Keys[0].CW != want.CacheWrite5m+want.CacheWrite1h {
+			if len(u.Keys) != 1 || u.Keys[0].Requests != 1 || u.Keys[0].Tokens() != want || u.Keys[0].CW != want.CacheWrite5m+want.CacheWrite1h {
 				t.Fatalf("usage after one claude -p run = %+v, want exactly 1 record of %+v", u.Keys, want)
 			}
 			if len(calls) != 1 {

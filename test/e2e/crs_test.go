@@ -3,23 +3,20 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
-	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/crs-relay/crs/internal/fakeupstream"
+	"github.com/crs-relay/crs/internal/testkit"
 )
 
 // crsBin is the crs binary TestMain builds once for the whole package. It
@@ -76,24 +73,6 @@ func childEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// syncBuffer collects a child's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // crsProc is one `crs serve` child process.
 type crsProc struct {
 	t      *testing.T
@@ -101,8 +80,8 @@ type crsProc struct {
 	url    string // http://127.0.0.1:PORT
 	addr   string // 127.0.0.1:PORT
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testkit.SyncBuffer
+	stderr *testkit.SyncBuffer
 	exited chan struct{} // closed once cmd.Wait returned
 }
 
@@ -137,7 +116,7 @@ func startCRS(t *testing.T, dir string, env ...string) *crsProc {
 // launchCRS starts `crs serve` without waiting for it to listen.
 func launchCRS(t *testing.T, dir string, env ...string) *crsProc {
 	t.Helper()
-	p := &crsProc{t: t, dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &crsProc{t: t, dir: dir, stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(crsBin, "serve")
 	p.cmd.Env = childEnv(append([]string{"HOST=127.0.0.1", "PORT=0", "DATA_DIR=" + dir, "LOG_LEVEL=info"}, env...)...)
 	p.cmd.Stdout = p.stdout
@@ -234,83 +213,28 @@ func crsCLI(t *testing.T, dir, stdin string, args ...string) string {
 	return r.stdout
 }
 
-func mustJSON(t *testing.T, s string, v any) {
-	t.Helper()
-	if err := json.Unmarshal([]byte(s), v); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, s)
-	}
+// addAccount adds a Claude API-key account pointing at fake and returns
+// its id.
+func addAccount(t *testing.T, dir string, fake *fakeupstream.Anthropic, name string, priority int) string {
+	return testkit.AddAccount(t, cliFor(dir), fake.URL(), name, priority)
 }
 
-// addAccount adds a Claude API-key account pointing at fake, the secret
-// passed on stdin, and returns its id.
-func addAccount(t *testing.T, dir string, fake *fakeupstream.Anthropic, name string, priority int) string {
-	t.Helper()
-	var v struct {
-		ID string `json:"id"`
+// cliFor runs the crs binary's commands against dir.
+func cliFor(dir string) testkit.CLI {
+	return func(t testing.TB, stdin string, args ...string) string {
+		t.Helper()
+		return crsCLI(t.(*testing.T), dir, stdin, args...)
 	}
-	mustJSON(t, crsCLI(t, dir, "sk-ant-"+name+"\n", "accounts", "add", "--platform", "claude", "--type", "api-key",
-		"--name", name, "--api-key", "-", "--base-url", fake.URL(), "--priority", strconv.Itoa(priority), "--json"), &v)
-	if v.ID == "" {
-		t.Fatal("accounts add --json printed no id")
-	}
-	return v.ID
 }
 
 // createKey makes a relay key and returns (id, key).
 func createKey(t *testing.T, dir, name string) (string, string) {
-	t.Helper()
-	var v struct {
-		ID  string `json:"id"`
-		Key string `json:"key"`
-	}
-	mustJSON(t, crsCLI(t, dir, "", "keys", "create", "--name", name, "--json"), &v)
-	if v.ID == "" || !strings.HasPrefix(v.Key, "cr_") {
-		t.Fatalf("keys create --json = %+v", v)
-	}
-	return v.ID, v.Key
-}
-
-// usageRow is one row of `crs usage --json`.
-type usageRow struct {
-	KeyID     string          `json:"key_id"`
-	AccountID string          `json:"account_id"`
-	Model     string          `json:"model"`
-	Requests  int64           `json:"requests"`
-	Input     int64           `json:"input_tokens"`
-	Output    int64           `json:"output_tokens"`
-	CW        int64           `json:"cache_creation_input_tokens"`
-	CW5m      int64           `json:"cache_creation_5m_input_tokens"`
-	CW1h      int64           `json:"cache_creation_1h_input_tokens"`
-	CR        int64           `json:"cache_read_input_tokens"`
-	Cost      json.RawMessage `json:"cost_usd"`
-}
-
-// tokens are the five token classes of a row, for exact comparisons.
-func (r usageRow) tokens() fakeupstream.Usage {
-	return fakeupstream.Usage{Input: r.Input, Output: r.Output, CacheWrite5m: r.CW5m, CacheWrite1h: r.CW1h, CacheRead: r.CR}
-}
-
-type usageOut struct {
-	Keys     []usageRow `json:"keys"`
-	Accounts []usageRow `json:"accounts"`
-	Models   []usageRow `json:"models"`
+	return testkit.CreateKey(t, cliFor(dir), name)
 }
 
 // usage runs `crs usage --json` (plus args) on dir.
-func usage(t *testing.T, dir string, args ...string) usageOut {
-	t.Helper()
-	var u usageOut
-	mustJSON(t, crsCLI(t, dir, "", append([]string{"usage", "--json"}, args...)...), &u)
-	return u
-}
-
-// totalRequests sums the requests of the per-key rows.
-func (u usageOut) totalRequests() int64 {
-	var n int64
-	for _, k := range u.Keys {
-		n += k.Requests
-	}
-	return n
+func usage(t *testing.T, dir string, args ...string) testkit.UsageReport {
+	return testkit.Usage(t, cliFor(dir), args...)
 }
 
 // times multiplies every class of u by n.
@@ -319,57 +243,8 @@ func times(u fakeupstream.Usage, n int64) fakeupstream.Usage {
 		CacheWrite1h: u.CacheWrite1h * n, CacheRead: u.CacheRead * n}
 }
 
-// accountState is one entry of `crs accounts list --json`.
-type accountState struct {
-	ID            string  `json:"id"`
-	Name          string  `json:"name"`
-	Status        string  `json:"status"`
-	CooldownUntil *string `json:"cooldown_until"`
-}
-
-func accountByID(t *testing.T, dir, id string) accountState {
-	t.Helper()
-	var list []accountState
-	mustJSON(t, crsCLI(t, dir, "", "accounts", "list", "--json"), &list)
-	for _, a := range list {
-		if a.ID == id {
-			return a
-		}
-	}
-	t.Fatalf("account %s not in accounts list", id)
-	return accountState{}
-}
-
-// sdk is the official Anthropic Go SDK pointed at base, retries off and
-// blind to the machine's ANTHROPIC_* variables.
-func sdk(base, key string) anthropic.Client {
-	return anthropic.NewClient(
-		option.WithoutEnvironmentDefaults(),
-		option.WithBaseURL(base),
-		option.WithAPIKey(key),
-		option.WithMaxRetries(0),
-	)
-}
-
-func params(text string) anthropic.MessageNewParams {
-	return anthropic.MessageNewParams{
-		Model:     "claude-sonnet-4-5",
-		MaxTokens: 256,
-		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(text))},
-	}
-}
-
-// streamMessage runs a streaming call and returns the accumulated message.
-func streamMessage(ctx context.Context, c anthropic.Client, p anthropic.MessageNewParams) (anthropic.Message, error) {
-	s := c.Messages.NewStreaming(ctx, p)
-	defer s.Close()
-	var msg anthropic.Message
-	for s.Next() {
-		if err := msg.Accumulate(s.Current()); err != nil {
-			return msg, err
-		}
-	}
-	return msg, s.Err()
+func accountByID(t *testing.T, dir, id string) testkit.AccountState {
+	return testkit.Account(t, cliFor(dir), id)
 }
 
 func textOf(m anthropic.Message) string {
@@ -378,12 +253,6 @@ func textOf(m anthropic.Message) string {
 		b.WriteString(c.Text)
 	}
 	return b.String()
-}
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // oneLine reports whether s is exactly one non-empty line (a trailing

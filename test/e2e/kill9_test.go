@@ -179,7 +179,7 @@ func kill9Run(t *testing.T, total, parallel, killAfter int) {
 	if n < int64(nComplete) || n > int64(nStarted) {
 		t.Errorf("records = %d, want between %d complete and %d started", n, nComplete, nStarted)
 	}
-	if u.totalRequests() != n || len(u.Keys) != 1 || u.Keys[0].tokens() != times(fakeupstream.DefaultUsage(), n) {
+	if u.TotalRequests() != n || len(u.Keys) != 1 || u.Keys[0].Tokens() != times(fakeupstream.DefaultUsage(), n) {
 		t.Errorf("crs usage = %+v, want %d requests of %+v (the records' sum)", u.Keys, n, fakeupstream.DefaultUsage())
 	}
 	if t.Failed() {

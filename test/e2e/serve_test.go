@@ -15,6 +15,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
 	"github.com/crs-relay/crs/internal/fakeupstream"
+	"github.com/crs-relay/crs/internal/testkit"
 )
 
 // TestBinaryStreamAndUsage: the built binary relays a stream and a
@@ -29,17 +30,17 @@ func TestBinaryStreamAndUsage(t *testing.T) {
 	acct := addAccount(t, dir, fake, "main", 50)
 	keyID, key := createKey(t, dir, "alice")
 	srv := startCRS(t, dir)
-	c := sdk(srv.url+"/api", key)
-	ctx := testCtx(t, 30*time.Second)
+	c := testkit.SDK(srv.url+"/api", key)
+	ctx := testkit.Ctx(t, 30*time.Second)
 
-	msg, err := streamMessage(ctx, c, params("say pong"))
+	msg, err := testkit.Stream(ctx, c, testkit.Params("say pong"))
 	if err != nil {
 		t.Fatalf("stream: %v", err)
 	}
 	if textOf(msg) != fakeupstream.ReplyText(4) || msg.Usage.OutputTokens != 500 || msg.Usage.CacheReadInputTokens != 4000 {
 		t.Fatalf("stream reply %q usage %+v", textOf(msg), msg.Usage)
 	}
-	m, err := c.Messages.New(ctx, params("say pong"))
+	m, err := c.Messages.New(ctx, testkit.Params("say pong"))
 	if err != nil {
 		t.Fatalf("non-stream: %v", err)
 	}
@@ -53,13 +54,13 @@ func TestBinaryStreamAndUsage(t *testing.T) {
 		t.Fatalf("usage rows: %+v", u)
 	}
 	k := u.Keys[0]
-	if k.KeyID != keyID || k.Requests != 2 || k.tokens() != times(per, 2) || k.CW != 600 {
+	if k.KeyID != keyID || k.Requests != 2 || k.Tokens() != times(per, 2) || k.CW != 600 {
 		t.Fatalf("key usage = %+v, want 2 requests and %+v", k, times(per, 2))
 	}
-	if a := u.Accounts[0]; a.AccountID != acct || a.Requests != 2 || a.tokens() != times(per, 2) {
+	if a := u.Accounts[0]; a.AccountID != acct || a.Requests != 2 || a.Tokens() != times(per, 2) {
 		t.Fatalf("account usage = %+v", a)
 	}
-	if md := u.Models[0]; md.Model != "claude-sonnet-4-5" || md.Requests != 2 || md.tokens() != times(per, 2) {
+	if md := u.Models[0]; md.Model != "claude-sonnet-4-5" || md.Requests != 2 || md.Tokens() != times(per, 2) {
 		t.Fatalf("model usage = %+v", md)
 	}
 	// claude-sonnet-4-5 at $3 in / $15 out / $3.75 5m / $6 1h / $0.30 read
@@ -143,7 +144,7 @@ func TestFirstEventTimeoutFailsOver(t *testing.T) {
 	slow.SetDefault(fakeupstream.Fault{FirstByteDelay: 5 * time.Second})
 
 	start := time.Now()
-	msg, err := streamMessage(testCtx(t, 20*time.Second), sdk(srv.url+"/api", key), params("hi"))
+	msg, err := testkit.Stream(testkit.Ctx(t, 20*time.Second), testkit.SDK(srv.url+"/api", key), testkit.Params("hi"))
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("stream failed after %v: %v", took, err)
@@ -177,15 +178,15 @@ func TestGzipUpstreamStillRelayed(t *testing.T) {
 	addAccount(t, dir, fake, "a", 50)
 	_, key := createKey(t, dir, "k")
 	srv := startCRS(t, dir)
-	c := sdk(srv.url+"/api", key)
-	ctx := testCtx(t, 20*time.Second)
+	c := testkit.SDK(srv.url+"/api", key)
+	ctx := testkit.Ctx(t, 20*time.Second)
 
 	fake.Push(fakeupstream.Fault{Gzip: true}, fakeupstream.Fault{Gzip: true})
-	msg, err := streamMessage(ctx, c, params("hi"))
+	msg, err := testkit.Stream(ctx, c, testkit.Params("hi"))
 	if err != nil || textOf(msg) != fakeupstream.ReplyText(3) || msg.Usage.OutputTokens != 7 {
 		t.Fatalf("gzipped stream: %v, text %q, usage %+v", err, textOf(msg), msg.Usage)
 	}
-	m, err := c.Messages.New(ctx, params("hi"))
+	m, err := c.Messages.New(ctx, testkit.Params("hi"))
 	if err != nil || textOf(*m) != fakeupstream.ReplyText(3) {
 		t.Fatalf("gzipped body: %v %+v", err, m)
 	}
@@ -193,7 +194,7 @@ func TestGzipUpstreamStillRelayed(t *testing.T) {
 		t.Fatalf("upstream calls = %d, want 2 (no retry)", got)
 	}
 	u := usage(t, dir)
-	if len(u.Keys) != 1 || u.Keys[0].Requests != 2 || u.Keys[0].tokens() != times(fakeupstream.DefaultUsage(), 2) {
+	if len(u.Keys) != 1 || u.Keys[0].Requests != 2 || u.Keys[0].Tokens() != times(fakeupstream.DefaultUsage(), 2) {
 		t.Fatalf("usage = %+v, want 2 requests of %+v", u.Keys, fakeupstream.DefaultUsage())
 	}
 }
@@ -216,7 +217,7 @@ func TestGzipBodyDecodedForIdentityClient(t *testing.T) {
 	srv := startCRS(t, dir)
 	fake.Push(fakeupstream.Fault{Gzip: true})
 
-	req, _ := http.NewRequestWithContext(testCtx(t, 20*time.Second), http.MethodPost, srv.url+"/api/v1/messages",
+	req, _ := http.NewRequestWithContext(testkit.Ctx(t, 20*time.Second), http.MethodPost, srv.url+"/api/v1/messages",
 		strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Api-Key", key)
@@ -252,8 +253,8 @@ func TestSIGTERMDrainsStreams(t *testing.T) {
 	const shutdownTimeout = 10 * time.Second
 	srv := startCRS(t, dir, "SHUTDOWN_TIMEOUT="+shutdownTimeout.String())
 
-	c := sdk(srv.url+"/api", key)
-	s := c.Messages.NewStreaming(testCtx(t, 30*time.Second), params("long"))
+	c := testkit.SDK(srv.url+"/api", key)
+	s := c.Messages.NewStreaming(testkit.Ctx(t, 30*time.Second), testkit.Params("long"))
 	defer s.Close()
 	var (
 		sent      time.Time
@@ -297,7 +298,7 @@ func TestSIGTERMDrainsStreams(t *testing.T) {
 	t.Logf("SIGTERM: new connections refused after %v, stream ended after %v, exit 0 after %v",
 		refusedIn.Round(time.Millisecond), streamEnd.Round(time.Millisecond), exitIn.Round(time.Millisecond))
 	u := usage(t, dir)
-	if len(u.Keys) != 1 || u.Keys[0].Requests != 1 || u.Keys[0].tokens() != fakeupstream.DefaultUsage() {
+	if len(u.Keys) != 1 || u.Keys[0].Requests != 1 || u.Keys[0].Tokens() != fakeupstream.DefaultUsage() {
 		t.Fatalf("usage after drain = %+v, want 1 request of %+v", u.Keys, fakeupstream.DefaultUsage())
 	}
 }
@@ -315,8 +316,8 @@ func TestSIGTERMCutsStreamsPastShutdownTimeout(t *testing.T) {
 	const shutdownTimeout = time.Second
 	srv := startCRS(t, dir, "SHUTDOWN_TIMEOUT="+shutdownTimeout.String())
 
-	c := sdk(srv.url+"/api", key)
-	s := c.Messages.NewStreaming(testCtx(t, 30*time.Second), params("very long"))
+	c := testkit.SDK(srv.url+"/api", key)
+	s := c.Messages.NewStreaming(testkit.Ctx(t, 30*time.Second), testkit.Params("very long"))
 	defer s.Close()
 	var sent time.Time
 	last := ""
