@@ -14,6 +14,8 @@ type Store interface {
 	Usage
 	Sticky
 	AdminAuth
+	OAuthSessions
+	Locks
 
 	// Backend names the implementation ("sqlite", "redis").
 	Backend() string
@@ -59,6 +61,10 @@ type Accounts interface {
 	SetCooldown(ctx context.Context, id AccountID, kind CooldownKind, until time.Time, reason string) error
 	// TouchAccounts sets last_used_at for many accounts at once.
 	TouchAccounts(ctx context.Context, used map[AccountID]time.Time) error
+	// SetAccountSecret replaces only the sealed credential (and
+	// UpdatedAt), so saving a rotated OAuth token never overwrites a
+	// concurrent change to other fields. ErrNotFound if the account is gone.
+	SetAccountSecret(ctx context.Context, id AccountID, sealed []byte) error
 }
 
 // Usage stores usage records and their rollups.
@@ -94,4 +100,26 @@ type AdminAuth interface {
 	// GetSession returns ErrNotFound for unknown or expired sessions.
 	GetSession(ctx context.Context, tokenHash string) (AdminSession, error)
 	DeleteSession(ctx context.Context, tokenHash string) error
+}
+
+// OAuthSessions keeps onboarding that was started and not yet finished. It
+// lives in the store, not in memory, so any instance can finish what
+// another started.
+type OAuthSessions interface {
+	// CreateOAuthPending stores p; ErrConflict if its ID exists.
+	CreateOAuthPending(ctx context.Context, p OAuthPending) error
+	// TakeOAuthPending returns the pending session and deletes it, so a
+	// code is exchanged at most once. ErrNotFound when unknown or expired.
+	TakeOAuthPending(ctx context.Context, id string) (OAuthPending, error)
+}
+
+// Locks are short leases that serialise work across instances, such as one
+// OAuth refresh per account at a time.
+type Locks interface {
+	// TryLock takes the lease name for ttl when it is free or expired, and
+	// returns the token that owns it; ok is false when another holds it.
+	TryLock(ctx context.Context, name string, ttl time.Duration) (token string, ok bool, err error)
+	// Unlock releases the lease if token still owns it (a lease that
+	// expired and was taken by another is left alone).
+	Unlock(ctx context.Context, name, token string) error
 }

@@ -231,3 +231,15 @@ type AdminSession struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
+
+// OAuthPending is an OAuth onboarding between its start (authorize URL
+// shown) and its finish (code pasted back).
+type OAuthPending struct {
+	ID       string
+	Platform Platform
+	Kind     string // "oauth" or "setup-token"
+	// Sealed holds the PKCE verifier, state and proxy, sealed by the caller.
+	Sealed    []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}

@@ -108,6 +108,20 @@ func (s *Store) SetCooldown(ctx context.Context, id store.AccountID, kind store.
 	return rowsAffectedOrNotFound(res, fmt.Sprintf("set cooldown %q", id))
 }
 
+// SetAccountSecret replaces only sealed_secret and updated_at (the store's
+// clock), so a refreshed OAuth token is saved without overwriting a
+// concurrent edit of other fields. It bumps ChangeVersion (sealed_secret is
+// in the accounts_upd trigger), so every instance reloads the credential.
+func (s *Store) SetAccountSecret(ctx context.Context, id store.AccountID, sealed []byte) error {
+	res, err := s.write.ExecContext(ctx,
+		`UPDATE accounts SET sealed_secret = ?, updated_at = ? WHERE id = ?`,
+		blob(sealed), ms(s.now()), string(id))
+	if err != nil {
+		return fmt.Errorf("sqlite: set account secret %q: %w", id, err)
+	}
+	return rowsAffectedOrNotFound(res, fmt.Sprintf("set account secret %q", id))
+}
+
 // TouchAccounts sets last_used_at for many accounts in one transaction.
 // Accounts that no longer exist are skipped.
 func (s *Store) TouchAccounts(ctx context.Context, used map[store.AccountID]time.Time) error {

@@ -154,6 +154,25 @@ CREATE TRIGGER admin_upd AFTER UPDATE ON admin BEGIN
 	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
 END;
 `,
+	// 2: OAuth onboarding in progress, and leases. Neither has a trigger:
+	// callers cache neither, so they must not bump change_version.
+	`
+CREATE TABLE oauth_pending (
+	id         TEXT PRIMARY KEY,
+	platform   TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	sealed     BLOB,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX oauth_pending_expires ON oauth_pending (expires_at);
+
+CREATE TABLE locks (
+	name       TEXT PRIMARY KEY,
+	token      TEXT NOT NULL,
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 }
 
 // schemaVersion is the version a fully migrated file has.

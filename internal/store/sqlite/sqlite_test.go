@@ -198,6 +198,142 @@ func TestSchema(t *testing.T) {
 	}
 }
 
+// TestMigrateFromVersion1 opens a file that a binary with only migration 1
+// wrote, with data in it, and checks that Open brings it to the current
+// schema without losing the data or the change version.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "crs.db")
+	old, err := sql.Open("sqlite", dsn(path, false))
+	must(t, err)
+	_, err = old.ExecContext(ctx, migrations[0])
+	must(t, err)
+	_, err = old.ExecContext(ctx, "PRAGMA user_version = 1")
+	must(t, err)
+	_, err = old.ExecContext(ctx, `INSERT INTO accounts (id, name, platform, type, priority, sealed_secret, created_at, updated_at)
+		VALUES ('a', 'old', 'claude', 'oauth', 5, x'0001', 1, 1)`)
+	must(t, err)
+	var v1 int64
+	must(t, old.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'change_version'`).Scan(&v1))
+	must(t, old.Close())
+
+	s := openAt(t, path, Options{})
+	var v int
+	must(t, s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v))
+	if v != len(migrations) || v < 2 {
+		t.Errorf("user_version after migrating = %d, want %d", v, len(migrations))
+	}
+	if a, err := s.GetAccount(ctx, "a"); err != nil || a.Name != "old" {
+		t.Errorf("account after migrating: %+v, %v", a, err)
+	}
+	if cv, err := s.ChangeVersion(ctx); err != nil || int64(cv) != v1 {
+		t.Errorf("ChangeVersion after migrating = %d, %v; want %d", cv, err, v1)
+	}
+	// The new tables work.
+	if _, ok, err := s.TryLock(ctx, "x", time.Minute); err != nil || !ok {
+		t.Errorf("TryLock on a migrated file: %v, %v", ok, err)
+	}
+	now := time.Now()
+	must(t, s.CreateOAuthPending(ctx, store.OAuthPending{ID: "p", Kind: "oauth", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	if _, err := s.TakeOAuthPending(ctx, "p"); err != nil {
+		t.Errorf("TakeOAuthPending on a migrated file: %v", err)
+	}
+}
+
+// TestTwoStoresOneLock races TryLock from two Stores on one file, as a
+// server and a second instance (or the CLI) would: the lease must have
+// exactly one owner per round, whichever process asks.
+func TestTwoStoresOneLock(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "crs.db")
+	a := openAt(t, path, Options{})
+	b := openAt(t, path, Options{})
+	const (
+		rounds  = 10
+		perSide = 8
+	)
+	for r := range rounds {
+		name := fmt.Sprint("refresh:", r)
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			owners []string
+		)
+		start := make(chan struct{})
+		for i := range 2 * perSide {
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			wg.Go(func() {
+				<-start
+				tok, ok, err := s.TryLock(ctx, name, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok {
+					mu.Lock()
+					owners = append(owners, tok)
+					mu.Unlock()
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(owners) != 1 {
+			t.Fatalf("round %d: %d owners, want 1", r, len(owners))
+		}
+		// The owner releases through the other Store; then it is free.
+		other := b
+		if r%2 == 1 {
+			other = a
+		}
+		must(t, other.Unlock(ctx, name, owners[0]))
+		if _, ok, err := a.TryLock(ctx, name, time.Minute); err != nil || !ok {
+			t.Errorf("round %d: TryLock after Unlock via the other store: %v, %v", r, ok, err)
+		}
+	}
+}
+
+// TestLockClock checks that leases and pending sessions expire by the
+// injected clock, not the wall clock.
+func TestLockClock(t *testing.T) {
+	ctx := t.Context()
+	clock := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := openAt(t, filepath.Join(t.TempDir(), "crs.db"), Options{Now: clock.Now})
+	old, ok, err := s.TryLock(ctx, "l", time.Minute)
+	must(t, err)
+	if !ok {
+		t.Fatal("TryLock of a free lease: not ok")
+	}
+	clock.Advance(time.Minute - time.Millisecond)
+	if _, ok, _ := s.TryLock(ctx, "l", time.Minute); ok {
+		t.Error("lease taken over before its TTL")
+	}
+	clock.Advance(time.Millisecond)
+	cur, ok, err := s.TryLock(ctx, "l", time.Minute)
+	must(t, err)
+	if !ok || cur == old {
+		t.Errorf("TryLock at the TTL = %q, %v; want a new owner", cur, ok)
+	}
+	if _, _, err := s.TryLock(ctx, "l", 0); err == nil {
+		t.Error("TryLock with ttl 0 succeeded")
+	}
+
+	now := clock.Now()
+	must(t, s.CreateOAuthPending(ctx, store.OAuthPending{ID: "p", Kind: "oauth", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	clock.Advance(time.Hour)
+	if _, err := s.TakeOAuthPending(ctx, "p"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("TakeOAuthPending at expiry: %v", err)
+	}
+	var left int
+	must(t, s.read.QueryRowContext(ctx, "SELECT COUNT(*) FROM oauth_pending").Scan(&left))
+	if left != 0 {
+		t.Errorf("%d pending sessions left after an expired take", left)
+	}
+}
+
 func TestOpenRejectsMemory(t *testing.T) {
 	for _, p := range []string{"", ":memory:"} {
 		if s, err := Open(t.Context(), p, Options{}); err == nil {

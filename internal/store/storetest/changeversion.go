@@ -10,8 +10,8 @@ import (
 
 // testChangeVersion walks through every write the store offers, in order,
 // and checks which ones change the version: changes callers cache do;
-// usage, touches, sticky bindings and sessions, which happen on the hot
-// path, must not flush those caches.
+// usage, touches, sticky bindings, sessions, OAuth pending sessions and
+// leases, which callers do not cache, must not flush those caches.
 func testChangeVersion(t *testing.T, s store.Store) {
 	k := newKey("cv", at(0))
 	a := newAccount("cv", at(0))
@@ -64,6 +64,26 @@ func testChangeVersion(t *testing.T, s store.Store) {
 		}},
 		{"SetCooldown clear", true, func(ctx context.Context) error {
 			return s.SetCooldown(ctx, a.ID, store.CooldownNone, time.Time{}, "")
+		}},
+		{"SetAccountSecret", true, func(ctx context.Context) error {
+			return s.SetAccountSecret(ctx, a.ID, []byte("rotated"))
+		}},
+		{"OAuth pending", false, func(ctx context.Context) error {
+			now := time.Now()
+			p := store.OAuthPending{ID: "cv", Platform: store.PlatformClaude, Kind: "oauth",
+				CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+			if err := s.CreateOAuthPending(ctx, p); err != nil {
+				return err
+			}
+			_, err := s.TakeOAuthPending(ctx, p.ID)
+			return err
+		}},
+		{"Locks", false, func(ctx context.Context) error {
+			tok, _, err := s.TryLock(ctx, "cv", time.Minute)
+			if err != nil {
+				return err
+			}
+			return s.Unlock(ctx, "cv", tok)
 		}},
 		{"SetAdmin", true, func(ctx context.Context) error {
 			return s.SetAdmin(ctx, store.Admin{Username: "admin", PasswordHash: "h", UpdatedAt: at(0)})

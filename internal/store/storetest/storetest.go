@@ -74,6 +74,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Admin", testAdmin},
 		{"Sessions", testSessions},
 		{"SessionExpiry", testSessionExpiry},
+		{"SetAccountSecret", testSetAccountSecret},
+		{"OAuthPending", testOAuthPending},
+		{"OAuthPendingSingleUse", testOAuthPendingSingleUse},
+		{"OAuthPendingExpiry", testOAuthPendingExpiry},
+		{"OAuthPendingConflict", testOAuthPendingConflict},
+		{"Locks", testLocks},
+		{"LockExpiry", testLockExpiry},
+		{"LockRace", testLockRace},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {
