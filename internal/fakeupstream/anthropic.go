@@ -48,6 +48,12 @@ type Options struct {
 	// APIKeys are the accepted credentials, sent as x-api-key or as
 	// Authorization: Bearer. Empty accepts any non-empty credential.
 	APIKeys []string
+	// OAuth, when set, also accepts bearer access tokens that this fake
+	// OAuth server issued and that are still valid, as the real API does
+	// for subscription accounts: such a request must carry the OAuth beta
+	// (oauth-2025-04-20) in anthropic-beta, and an expired or unknown token
+	// is refused with the real API's error text.
+	OAuth *OAuth
 	// Deltas is the number of text deltas per stream (default 5). The reply
 	// text for a given count is ReplyText(Deltas).
 	Deltas int

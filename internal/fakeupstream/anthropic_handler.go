@@ -148,7 +148,18 @@ func (a *Anthropic) checkCommon(rep replier, r *http.Request) bool {
 		rep.error(http.StatusUnauthorized, "x-api-key header is required", "")
 		return false
 	}
-	if !a.accepts(cred) {
+	bearer := r.Header.Get("X-Api-Key") == ""
+	switch {
+	case a.opts.OAuth != nil && bearer && strings.HasPrefix(cred, oauthAccessPrefix):
+		if !a.opts.OAuth.AccessTokenValid(cred) {
+			rep.error(http.StatusUnauthorized, "OAuth token has expired. Please obtain a new token or refresh your existing token.", "")
+			return false
+		}
+		if !hasBeta(r.Header, "oauth-2025-04-20") {
+			rep.error(http.StatusUnauthorized, "OAuth authentication is currently not supported.", "")
+			return false
+		}
+	case !a.accepts(cred):
 		rep.error(http.StatusUnauthorized, "invalid x-api-key", "")
 		return false
 	}
@@ -427,3 +438,7 @@ func modelList() modelListJSON {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// oauthAccessPrefix starts the access tokens the fake OAuth server issues
+// (as the real ones start with sk-ant-oat01-).
+const oauthAccessPrefix = "sk-ant-oat01-"

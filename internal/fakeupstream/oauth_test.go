@@ -196,3 +196,53 @@ func TestOAuthBearerChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestAnthropicAcceptsOnlyLiveOAuthTokensWithTheBeta: with Options.OAuth the
+// fake Messages API takes a valid access token only together with the
+// OAuth beta, and refuses an expired or unknown one with the real text.
+func TestAnthropicAcceptsOnlyLiveOAuthTokensWithTheBeta(t *testing.T) {
+	o := StartOAuth(t)
+	a := StartAnthropic(t, Options{OAuth: o, APIKeys: []string{"sk-ant-api"}})
+	tok := issueTestToken(t, o)
+	send := func(token, beta string) (int, string) {
+		req, _ := http.NewRequest("POST", a.URL()+"/v1/messages", strings.NewReader(`{"model":"m","max_tokens":5,"messages":[]}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Anthropic-Version", "2023-06-01")
+		req.Header.Set("Content-Type", "application/json")
+		if beta != "" {
+			req.Header.Set("Anthropic-Beta", beta)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := send(tok, "claude-code-20250219,oauth-2025-04-20"); code != 200 {
+		t.Fatalf("valid token with beta: %d %s", code, body)
+	}
+	if code, body := send(tok, "claude-code-20250219"); code != 401 || !strings.Contains(body, "OAuth authentication is currently not supported") {
+		t.Fatalf("without the beta: %d %s", code, body)
+	}
+	if code, body := send("sk-ant-oat01-unknown", "oauth-2025-04-20"); code != 401 || !strings.Contains(body, "OAuth token has expired") {
+		t.Fatalf("unknown token: %d %s", code, body)
+	}
+	if code, _ := send("sk-ant-api", ""); code != 200 {
+		t.Fatalf("api key as bearer: %d", code)
+	}
+}
+
+// issueTestToken runs the code exchange against o and returns an access token.
+func issueTestToken(t *testing.T, o *OAuth) string {
+	t.Helper()
+	const verifier = "verifier-verifier-verifier-verifier-7654321"
+	code := o.IssueCode(s256(verifier), "st")
+	status, m := postToken(t, o, "application/json", exchangeBody(code, verifier, "st"))
+	tok, _ := m["access_token"].(string)
+	if status != 200 || tok == "" {
+		t.Fatalf("exchange: %d %v", status, m)
+	}
+	return tok
+}
