@@ -39,6 +39,8 @@ type call struct {
 	metered bool // records usage (messages), or not (count_tokens)
 	// committed is set once the client was answered (anything written).
 	committed bool
+	// refreshed lists OAuth accounts already force-refreshed after a 401.
+	refreshed map[store.AccountID]bool
 	start     time.Time
 	id        string
 	attempts  int
@@ -114,6 +116,10 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 			return
 		}
 		last = failed
+		if r.refreshAfter401(ctx, c, acct, failed) {
+			delete(tried, acct.ID) // the same account, once more, with its new token
+			continue
+		}
 		r.log.Warn("upstream attempt failed", "request_id", c.id, "attempt", c.attempts,
 			"account", acct.ID, "status", failed.outcome.Status, "reason", failed.outcome.Reason)
 		if failed.outcome.Kind == provider.Failover {
@@ -169,17 +175,9 @@ func (r *Relay) writeExhausted(w http.ResponseWriter, c *call, last *failure) {
 // was written to the client.
 func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Request, c *call, acct store.Account, deadline time.Time) (f *failure, done bool) {
 	fail := func(o provider.Outcome) (*failure, bool) { return &failure{outcome: o, account: acct}, false }
-	apiKey, proxy, err := r.credentials(acct)
+	client, err := r.clientFor(acct)
 	if err != nil {
-		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, "cannot open credentials: "+err.Error()))
-	}
-	client, err := r.pool.Client(proxy)
-	if err != nil {
-		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, "bad proxy: "+err.Error()))
-	}
-	base := acct.BaseURL
-	if base == "" {
-		base = r.cfg.ClaudeBaseURL
+		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, err.Error()))
 	}
 
 	// The attempt's context ends with the client's; a guard ends it early
@@ -196,9 +194,12 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 	g := newCommitGuard(cancel, wait)
 	defer g.stop()
 
-	up, err := anthropic.APIKeyRequest(actx, req.Header, base, c.path, req.URL.RawQuery, apiKey, c.body)
-	if err != nil {
-		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, "bad base URL: "+err.Error()))
+	up, o := r.upstreamRequest(actx, req, c, acct)
+	if o != nil {
+		if ctx.Err() != nil {
+			return nil, true
+		}
+		return fail(*o)
 	}
 	resp, err := client.Do(up)
 	if err != nil {

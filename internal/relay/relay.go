@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/oauth"
 	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/scheduler"
 	"github.com/crs-relay/crs/internal/secret"
@@ -54,6 +55,7 @@ type Relay struct {
 	prices *pricing.Table
 	pool   *netx.Pool
 	box    *secret.Box
+	tokens *oauth.Refresher
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -66,8 +68,11 @@ type Deps struct {
 	Prices    *pricing.Table
 	Pool      *netx.Pool
 	Box       *secret.Box
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Tokens hands out access tokens for OAuth and setup-token accounts;
+	// nil leaves such accounts unusable (they fail over).
+	Tokens *oauth.Refresher
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // New builds a Relay.
@@ -91,7 +96,7 @@ func New(cfg Config, d Deps) *Relay {
 		d.Now = time.Now
 	}
 	return &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
-		pool: d.Pool, box: d.Box, log: d.Logger, now: d.Now}
+		pool: d.Pool, box: d.Box, tokens: d.Tokens, log: d.Logger, now: d.Now}
 }
 
 // authenticate resolves the relay key or answers the error itself.
@@ -126,19 +131,6 @@ func (r *Relay) readBody(w http.ResponseWriter, req *http.Request) ([]byte, bool
 		return nil, false
 	}
 	return body, true
-}
-
-// credentials opens the account's sealed secret and proxy.
-func (r *Relay) credentials(a store.Account) (apiKey, proxy string, err error) {
-	k, err := r.box.Open(a.SealedSecret)
-	if err != nil {
-		return "", "", err
-	}
-	p, err := r.box.Open(a.SealedProxy)
-	if err != nil {
-		return "", "", err
-	}
-	return string(k), string(p), nil
 }
 
 // record prices and stores one usage record, waiting (bounded) until it is
