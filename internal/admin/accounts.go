@@ -36,8 +36,11 @@ type AccountView struct {
 	BaseURL        string            `json:"base_url"` // "" means the platform default
 	Proxy          string            `json:"proxy"`    // redacted; "" means direct
 	HasSecret      bool              `json:"has_secret"`
-	LastUsedAt     *time.Time        `json:"last_used_at"`
-	CreatedAt      time.Time         `json:"created_at"`
+	// Plan is the subscription of an OAuth account as its profile said at
+	// onboarding (max, pro, free), "" when unknown or not a subscription.
+	Plan       string     `json:"plan"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	CreatedAt  time.Time  `json:"created_at"`
 }
 
 // AccountInput describes an account to add. Priority must be given
@@ -80,6 +83,7 @@ func (s *Service) accountView(a store.Account) AccountView {
 		Schedulable: !a.Unschedulable,
 		BaseURL:     a.BaseURL,
 		HasSecret:   len(a.SealedSecret) > 0,
+		Plan:        s.planOf(a),
 		LastUsedAt:  utc(a.LastUsedAt),
 		CreatedAt:   a.CreatedAt.UTC(),
 	}
@@ -264,6 +268,11 @@ func (s *Service) UpdateAccount(ctx context.Context, id store.AccountID, p Accou
 		a.SealedProxy = s.Box.Seal([]byte(proxy))
 	}
 	if p.APIKey != nil {
+		if a.Type != store.TypeAPIKey {
+			// An API key in place of a sealed OAuth credential would break
+			// the account on its next request.
+			return AccountView{}, invalid("api_key", "account %s is a %s account; onboard it again with crs accounts oauth instead", a.ID, a.Type)
+		}
 		key, err := checkAPIKey(*p.APIKey)
 		if err != nil {
 			return AccountView{}, err

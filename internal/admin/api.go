@@ -142,6 +142,9 @@ func (a *API) Routes() []Route {
 
 		auth(http.MethodGet, "/admin/accounts", a.listAccounts),
 		auth(http.MethodPost, "/admin/accounts", a.createAccount),
+		auth(http.MethodPost, "/admin/accounts/oauth/start", a.startOAuth),
+		auth(http.MethodPost, "/admin/accounts/oauth/finish", a.finishOAuth),
+		auth(http.MethodPost, "/admin/accounts/oauth/import", a.importOAuth),
 		auth(http.MethodGet, "/admin/accounts/{id}", a.getAccount),
 		auth(http.MethodPatch, "/admin/accounts/{id}", a.patchAccount),
 		auth(http.MethodDelete, "/admin/accounts/{id}", a.removeAccount),
@@ -216,9 +219,14 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var inv *InvalidError
 	var tooBig *http.MaxBytesError
+	var oe *OAuthError
 	switch {
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, "invalid_request", inv.Error())
+	case errors.As(err, &oe) && oe.Refused():
+		writeError(w, http.StatusBadRequest, "oauth_refused", oe.Error()+"; start the onboarding again")
+	case errors.As(err, &oe):
+		writeError(w, http.StatusBadGateway, "oauth_failed", oe.Error())
 	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", tooBig.Limit))
 	case errors.Is(err, errUnauthorized):

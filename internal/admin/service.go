@@ -29,6 +29,9 @@ type Service struct {
 	// Now is the clock; nil means time.Now. Tests inject a fixed clock to
 	// check expiry and cooldown states.
 	Now func() time.Time
+	// OAuth is what onboarding Claude OAuth and setup-token accounts needs
+	// (see StartOAuth); its zero value uses the real endpoints.
+	OAuth OAuthDeps
 }
 
 func (s *Service) now() time.Time {

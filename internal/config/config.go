@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crs-relay/crs/internal/oauth"
 )
 
 // Config is the whole runtime configuration of crs.
@@ -38,6 +40,13 @@ type Config struct {
 	// ClaudeAPIURL is the base URL of Claude accounts that have none
 	// (CLAUDE_API_URL).
 	ClaudeAPIURL string
+	// ClaudeOAuth are the Claude OAuth service URLs used to onboard and
+	// refresh subscription accounts (CLAUDE_OAUTH_AUTHORIZE_URL,
+	// CLAUDE_OAUTH_TOKEN_URL, CLAUDE_OAUTH_PROFILE_URL,
+	// CLAUDE_OAUTH_USAGE_URL). They are settable because the token endpoint
+	// has moved before; a deployment can follow the next move without a new
+	// release.
+	ClaudeOAuth oauth.Endpoints
 	// Location is the zone of daily usage boundaries (TIMEZONE, an IANA
 	// name); the machine's zone when unset.
 	Location *time.Location
@@ -83,6 +92,10 @@ func Vars() []Var {
 		{"ENCRYPTION_KEY", "(generated)", "≥ 32 characters; seals upstream credentials; generated once into DATA_DIR/encryption.key"},
 		{"JWT_SECRET", "(generated)", "signs admin sessions; generated once into DATA_DIR/jwt.secret"},
 		{"CLAUDE_API_URL", "https://api.anthropic.com", "base URL of Claude accounts that have none"},
+		{"CLAUDE_OAUTH_AUTHORIZE_URL", oauth.DefaultClaudeEndpoints().AuthorizeURL, "page an admin opens to approve a Claude OAuth onboarding"},
+		{"CLAUDE_OAUTH_TOKEN_URL", oauth.DefaultClaudeEndpoints().TokenURL, "Claude OAuth token endpoint (code exchange and refresh)"},
+		{"CLAUDE_OAUTH_PROFILE_URL", oauth.DefaultClaudeEndpoints().ProfileURL, "Claude OAuth profile endpoint (account plan)"},
+		{"CLAUDE_OAUTH_USAGE_URL", oauth.DefaultClaudeEndpoints().UsageURL, "Claude OAuth usage endpoint (subscription quota)"},
 		{"TIMEZONE", "(machine zone)", "IANA zone for daily usage boundaries, e.g. Asia/Shanghai"},
 		{"TRUST_PROXY", "(none)", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted"},
 		{"REQUEST_MAX_SIZE_MB", "60", "largest accepted request body, MiB"},
@@ -99,16 +112,23 @@ func Vars() []Var {
 // a map in tests). Secrets may stay empty here; EnsureSecrets fills them.
 func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
+	oauthDefaults := oauth.DefaultClaudeEndpoints()
 	c := Config{
-		Host:              p.str("HOST", "0.0.0.0"),
-		Port:              p.intRange("PORT", 3000, 0, 65535),
-		DataDir:           p.str("DATA_DIR", "./data"),
-		AdminUsername:     p.str("ADMIN_USERNAME", "admin"),
-		AdminPassword:     getenv("ADMIN_PASSWORD"),
-		LogLevel:          p.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		EncryptionKey:     getenv("ENCRYPTION_KEY"),
-		JWTSecret:         getenv("JWT_SECRET"),
-		ClaudeAPIURL:      p.baseURL("CLAUDE_API_URL", "https://api.anthropic.com"),
+		Host:          p.str("HOST", "0.0.0.0"),
+		Port:          p.intRange("PORT", 3000, 0, 65535),
+		DataDir:       p.str("DATA_DIR", "./data"),
+		AdminUsername: p.str("ADMIN_USERNAME", "admin"),
+		AdminPassword: getenv("ADMIN_PASSWORD"),
+		LogLevel:      p.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		EncryptionKey: getenv("ENCRYPTION_KEY"),
+		JWTSecret:     getenv("JWT_SECRET"),
+		ClaudeAPIURL:  p.baseURL("CLAUDE_API_URL", "https://api.anthropic.com"),
+		ClaudeOAuth: oauth.Endpoints{
+			AuthorizeURL: p.endpointURL("CLAUDE_OAUTH_AUTHORIZE_URL", oauthDefaults.AuthorizeURL),
+			TokenURL:     p.endpointURL("CLAUDE_OAUTH_TOKEN_URL", oauthDefaults.TokenURL),
+			ProfileURL:   p.endpointURL("CLAUDE_OAUTH_PROFILE_URL", oauthDefaults.ProfileURL),
+			UsageURL:     p.endpointURL("CLAUDE_OAUTH_USAGE_URL", oauthDefaults.UsageURL),
+		},
 		Location:          p.zone("TIMEZONE"),
 		TrustProxy:        p.prefixes("TRUST_PROXY"),
 		MaxBodyBytes:      int64(p.intRange("REQUEST_MAX_SIZE_MB", 60, 1, 4096)) << 20,
@@ -196,6 +216,17 @@ func (p *parser) baseURL(name, def string) string {
 		return def
 	}
 	return strings.TrimRight(v, "/")
+}
+
+// endpointURL reads a full endpoint URL: the CheckBaseURL rules, kept as
+// given (a trailing slash may be part of an endpoint's path).
+func (p *parser) endpointURL(name, def string) string {
+	v := p.str(name, def)
+	if err := CheckBaseURL(v); err != nil {
+		p.fail(name, err.Error())
+		return def
+	}
+	return v
 }
 
 // CheckBaseURL accepts an absolute http(s) URL without query or fragment.

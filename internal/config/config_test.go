@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crs-relay/crs/internal/oauth"
 )
 
 func env(m map[string]string) func(string) string {
@@ -34,6 +36,10 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"REQUEST_MAX_SIZE_MB":          "zero",
 		"UPSTREAM_FIRST_EVENT_TIMEOUT": "-1s",
 		"PPROF_ADDR":                   "6060",
+		"CLAUDE_OAUTH_AUTHORIZE_URL":   "claude.ai/oauth/authorize",
+		"CLAUDE_OAUTH_TOKEN_URL":       "ftp://x/token",
+		"CLAUDE_OAUTH_PROFILE_URL":     "https://x/profile?a=1",
+		"CLAUDE_OAUTH_USAGE_URL":       "https://x/usage#frag",
 	} {
 		_, err := Load(env(map[string]string{name: val}))
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -80,5 +86,40 @@ func TestEnsureSecretsGeneratesOnceWithMode0600(t *testing.T) {
 	c3 := Config{DataDir: dir, EncryptionKey: strings.Repeat("e", 40)}
 	if _, err := c3.EnsureSecrets(rnd); err != nil || c3.EncryptionKey != strings.Repeat("e", 40) {
 		t.Fatal("env value not preferred")
+	}
+}
+
+func TestClaudeOAuthEndpoints(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClaudeOAuth != oauth.DefaultClaudeEndpoints() {
+		t.Fatalf("defaults: %+v", c.ClaudeOAuth)
+	}
+	want := oauth.Endpoints{
+		AuthorizeURL: "http://127.0.0.1:9/oauth/authorize",
+		TokenURL:     "http://127.0.0.1:9/v1/oauth/token",
+		ProfileURL:   "http://127.0.0.1:9/api/oauth/profile",
+		UsageURL:     "http://127.0.0.1:9/api/oauth/usage",
+	}
+	c, err = Load(env(map[string]string{
+		"CLAUDE_OAUTH_AUTHORIZE_URL": want.AuthorizeURL, "CLAUDE_OAUTH_TOKEN_URL": want.TokenURL,
+		"CLAUDE_OAUTH_PROFILE_URL": " " + want.ProfileURL + " ", "CLAUDE_OAUTH_USAGE_URL": want.UsageURL,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClaudeOAuth != want {
+		t.Fatalf("got %+v, want %+v", c.ClaudeOAuth, want)
+	}
+	names := map[string]bool{}
+	for _, v := range Vars() {
+		names[v.Name] = true
+	}
+	for _, n := range []string{"CLAUDE_OAUTH_AUTHORIZE_URL", "CLAUDE_OAUTH_TOKEN_URL", "CLAUDE_OAUTH_PROFILE_URL", "CLAUDE_OAUTH_USAGE_URL"} {
+		if !names[n] {
+			t.Errorf("Vars() lacks %s", n)
+		}
 	}
 }
