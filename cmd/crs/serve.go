@@ -20,17 +20,20 @@ import (
 	"github.com/crs-relay/crs/internal/config"
 	"github.com/crs-relay/crs/internal/lockfile"
 	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/oauth"
 	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/relay"
 	"github.com/crs-relay/crs/internal/scheduler"
 	"github.com/crs-relay/crs/internal/server"
+	"github.com/crs-relay/crs/internal/store"
 	"github.com/crs-relay/crs/internal/usage"
 )
 
 // Background cadences of a running server.
 const (
-	reloadEvery = time.Second     // poll the store's change version (CLI edits show within 2 s)
-	touchEvery  = 5 * time.Second // flush last-used times of keys and accounts
+	reloadEvery  = time.Second     // poll the store's change version (CLI edits show within 2 s)
+	touchEvery   = 5 * time.Second // flush last-used times of keys and accounts
+	refreshEvery = time.Minute     // look for OAuth tokens close to expiry
 )
 
 // runServe runs the relay until ctx ends (SIGINT/SIGTERM), then drains.
@@ -91,6 +94,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	rec.Start()
 	pool := netx.NewPool(netx.Options{})
 	sched := scheduler.New(e.Store, scheduler.Options{StickyTTL: cfg.StickyTTL})
+	tokens := &oauth.Refresher{
+		Store: e.Store, Box: e.Box, Logger: log,
+		Client: func(a store.Account) (*oauth.Client, error) {
+			proxy, err := e.Box.Open(a.SealedProxy)
+			if err != nil {
+				return nil, err
+			}
+			hc, err := pool.Client(string(proxy))
+			if err != nil {
+				return nil, err
+			}
+			return &oauth.Client{Endpoints: cfg.ClaudeOAuth, HTTP: hc}, nil
+		},
+	}
 	rl := relay.New(relay.Config{
 		ClaudeBaseURL:     cfg.ClaudeAPIURL,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
@@ -104,6 +121,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Prices:    pricing.Default(),
 		Pool:      pool,
 		Box:       e.Box,
+		Tokens:    tokens,
 		Logger:    log,
 	})
 	if err := rl.Refresh(ctx); err != nil {
@@ -152,6 +170,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	go func() {
 		defer bg.Done()
 		watch(bgCtx, e.Store.ChangeVersion, rl, log)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		refreshAhead(bgCtx, tokens, log)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -223,6 +246,25 @@ func watch(ctx context.Context, changeVersion func(context.Context) (uint64, err
 	}
 }
 
+// refreshAhead refreshes OAuth tokens before they expire, so requests
+// rarely wait for a refresh.
+func refreshAhead(ctx context.Context, tokens *oauth.Refresher, log *slog.Logger) {
+	t := time.NewTicker(refreshEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := tokens.RefreshDue(ctx); err != nil {
+				log.Warn("background token refresh", "refreshed", n, "err", err)
+			} else if n > 0 {
+				log.Info("background token refresh", "refreshed", n)
+			}
+		}
+	}
+}
+
 func counted(wg *sync.WaitGroup, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
@@ -266,3 +308,4 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	log.Info("profiling enabled", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
 }
+
