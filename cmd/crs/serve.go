@@ -308,4 +308,3 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	log.Info("profiling enabled", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
 }
-
