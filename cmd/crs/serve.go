@@ -93,6 +93,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	rec := usage.NewRecorder(e.Store, usage.Options{SpoolDir: spoolDir, Logger: log})
 	rec.Start()
 	pool := netx.NewPool(netx.Options{})
+	// Onboarding from the admin API shares the relay's pooled transports.
+	e.Admin.OAuth.HTTPClient = pool.Client
 	sched := scheduler.New(e.Store, scheduler.Options{StickyTTL: cfg.StickyTTL})
 	tokens := &oauth.Refresher{
 		Store: e.Store, Box: e.Box, Logger: log,
