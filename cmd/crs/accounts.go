@@ -92,13 +92,13 @@ func accountsList(ctx context.Context, c *cli, args []string) error {
 			return nil
 		}
 		tw := table(c.stdout)
-		fmt.Fprintln(tw, "ID\tNAME\tPLATFORM\tTYPE\tPRIORITY\tSTATUS\tCOOLDOWN UNTIL\tSCHEDULABLE\tBASE URL\tPROXY\tLAST USED")
+		fmt.Fprintln(tw, "ID\tNAME\tPLATFORM\tTYPE\tPLAN\tPRIORITY\tSTATUS\tCOOLDOWN UNTIL\tSCHEDULABLE\tBASE URL\tPROXY\tLAST USED")
 		for _, a := range as {
 			status := a.Status
 			if a.CooldownReason != "" {
 				status += " (" + a.CooldownReason + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Name, a.Platform, a.Type, a.Priority,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Name, a.Platform, a.Type, orDash(a.Plan), a.Priority,
 				status, when(a.CooldownUntil), yesNo(a.Schedulable), orDash(a.BaseURL), orDash(a.Proxy), when(a.LastUsedAt))
 		}
 		return tw.Flush()
