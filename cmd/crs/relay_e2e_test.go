@@ -666,3 +666,37 @@ func TestTimezoneSetsDailyBoundaries(t *testing.T) {
 type urlOf string
 
 func (u urlOf) URL() string { return string(u) }
+
+// TestBlockedOrganizationIsNeverScheduledAgain: "organization has been
+// disabled" parks the account until an admin resets it, and the request
+// still succeeds on another account.
+func TestBlockedOrganizationIsNeverScheduledAgain(t *testing.T) {
+	banned := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
+	good := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
+	dir := newDataDir(t)
+	bannedID := addAccount(t, dir, banned, "banned", 10)
+	addAccount(t, dir, good, "good", 20)
+	_, key := createKey(t, dir, "k")
+	srv := startRelay(t, dir, nil)
+	banned.Push(fakeupstream.Fault{Status: 403, Body: `{"type":"error","error":{"type":"permission_error","message":"This organization has been disabled."}}`})
+	c := testkit.SDK(srv.url+"/api", key)
+	for range 3 {
+		if _, err := c.Messages.New(testkit.Ctx(t, 10*time.Second), testkit.Params("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, until := accountStatus(t, dir, bannedID)
+	if status != "blocked" || until == nil {
+		t.Fatalf("status %s until %v", status, until)
+	}
+	if u, _ := time.Parse(time.RFC3339, *until); time.Until(u) < 50*365*24*time.Hour {
+		t.Fatalf("a disabled organization rests only until %s", *until)
+	}
+	if banned.MessageCount() != 1 || good.MessageCount() != 3 {
+		t.Fatalf("banned served %d, good %d", banned.MessageCount(), good.MessageCount())
+	}
+	cliRun(t, dir, "", "accounts", "reset", bannedID)
+	if s, _ := accountStatus(t, dir, bannedID); s != "active" {
+		t.Fatalf("after reset: %s", s)
+	}
+}

@@ -19,8 +19,11 @@ const (
 	OverloadCooldown   = 30 * time.Second // 529: Anthropic is busy, not this account
 	RateLimitCooldown  = 60 * time.Second // 429 without any reset hint
 	CredentialCooldown = 30 * time.Minute // 401/403: key revoked or out of credit
-	BlockedCooldown    = 24 * time.Hour   // organization disabled
-	MaxCooldown        = 7 * 24 * time.Hour
+	// BlockedCooldown is effectively forever: a disabled organization does
+	// not come back by itself, and probing it again risks more than it
+	// gains. `crs accounts reset` clears it.
+	BlockedCooldown = 100 * 365 * 24 * time.Hour
+	MaxCooldown     = 7 * 24 * time.Hour
 )
 
 // Classify turns an upstream answer into an Outcome. body is the error body
