@@ -64,6 +64,7 @@ func commands() []command {
 		{"accounts oauth finish", oauthFinishSynopsis, "finish an onboarding with the code the approval page showed", accountsOAuthFinish},
 		{"accounts oauth import", oauthImportSynopsis, "add a Claude account from Claude Code's credentials.json", accountsOAuthImport},
 		{"accounts list", "[--json]", "list upstream accounts with status and cooldowns", accountsList},
+		{"accounts usage", accountsUsageSynopsis, "show a subscription account's live 5h / 7d quota use", accountsUsage},
 		{"accounts disable", "ID", "stop scheduling an account", accountsSet("disable")},
 		{"accounts enable", "ID", "schedule a disabled account again", accountsSet("enable")},
 		{"accounts remove", "ID", "delete an account for good", accountsSet("remove")},

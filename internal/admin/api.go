@@ -149,6 +149,7 @@ func (a *API) Routes() []Route {
 		auth(http.MethodPatch, "/admin/accounts/{id}", a.patchAccount),
 		auth(http.MethodDelete, "/admin/accounts/{id}", a.removeAccount),
 		auth(http.MethodPost, "/admin/accounts/{id}/reset", a.resetAccount),
+		auth(http.MethodGet, "/admin/accounts/{id}/usage", a.accountUsage),
 
 		auth(http.MethodGet, "/admin/usage", a.usage),
 

@@ -32,6 +32,9 @@ type Service struct {
 	// OAuth is what onboarding Claude OAuth and setup-token accounts needs
 	// (see StartOAuth); its zero value uses the real endpoints.
 	OAuth OAuthDeps
+
+	// quota caches AccountUsage answers per account.
+	quota quotaCache
 }
 
 func (s *Service) now() time.Time {
