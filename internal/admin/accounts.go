@@ -202,9 +202,7 @@ func (s *Service) AddAccount(ctx context.Context, in AccountInput) (AccountView,
 	if err != nil {
 		return AccountView{}, err
 	}
-	now := s.now().UTC()
-	a := store.Account{
-		ID:           store.AccountID(newID("acc_")),
+	return s.createAccount(ctx, store.Account{
 		Name:         name,
 		Platform:     platform,
 		Type:         typ,
@@ -212,9 +210,15 @@ func (s *Service) AddAccount(ctx context.Context, in AccountInput) (AccountView,
 		BaseURL:      base,
 		SealedSecret: s.Box.Seal([]byte(key)),
 		SealedProxy:  s.Box.Seal([]byte(proxy)),
-		CreatedAt:    now,
-		UpdatedAt:    now,
-	}
+	})
+}
+
+// createAccount gives a new account its id and times, stores it, and
+// returns its view.
+func (s *Service) createAccount(ctx context.Context, a store.Account) (AccountView, error) {
+	now := s.now().UTC()
+	a.ID = store.AccountID(newID("acc_"))
+	a.CreatedAt, a.UpdatedAt = now, now
 	if err := s.Store.CreateAccount(ctx, a); err != nil {
 		return AccountView{}, err
 	}

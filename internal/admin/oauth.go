@@ -292,22 +292,14 @@ func (s *Service) storeOAuthAccount(ctx context.Context, cl *oauth.Client, tok o
 	if err != nil {
 		return AccountView{}, err
 	}
-	now := s.now().UTC()
-	a := store.Account{
-		ID:           store.AccountID(newID("acc_")),
+	return s.createAccount(ctx, store.Account{
 		Name:         name,
 		Platform:     store.PlatformClaude,
 		Type:         typ,
 		Priority:     prio,
 		SealedSecret: sealed,
 		SealedProxy:  s.Box.Seal([]byte(proxy)),
-		CreatedAt:    now,
-		UpdatedAt:    now,
-	}
-	if err := s.Store.CreateAccount(ctx, a); err != nil {
-		return AccountView{}, err
-	}
-	return s.accountView(a), nil
+	})
 }
 
 // orElse returns a unless it is empty, else b.
