@@ -149,6 +149,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
 		return err
@@ -156,14 +164,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	fmt.Fprintf(stdout, "crs %s listening on http://%s (data in %s)\n", version(), ln.Addr(), cfg.DataDir)
 	if ready != nil {
 		ready(ln.Addr().String())
-	}
-
-	if cfg.PprofAddr != "" {
-		stopPprof, err := servePprof(cfg.PprofAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopPprof()
 	}
 
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
