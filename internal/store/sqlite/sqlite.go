@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -72,6 +73,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" || path == ":memory:" {
 		// Two pools on one in-memory database would see two databases.
 		return nil, errors.New("sqlite: a file path is required")
+	}
+	// The database holds key hashes, sealed credentials and everyone's
+	// usage: create it readable by its owner only. SQLite gives the -wal
+	// and -shm files the database file's permissions.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {

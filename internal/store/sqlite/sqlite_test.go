@@ -571,3 +571,26 @@ func TestConcurrentOpen(t *testing.T) {
 		must(t, stores[i].Close())
 	}
 }
+
+// TestFilesAreOwnerOnly: the database and its WAL are created 0600.
+func TestFilesAreOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "crs.db")
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.InsertUsage(context.Background(), []store.UsageRecord{{RequestID: "r", Attempt: 1, CreatedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"crs.db", "crs.db-wal", "crs.db-shm"} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", name, st.Mode().Perm())
+		}
+	}
+}
