@@ -174,22 +174,34 @@ func checkType(a store.Account) error {
 // refresh always reloads the account under the lease. A token without a
 // refresh token (setup tokens) is returned as long as it has not expired.
 func (r *Refresher) AccessToken(ctx context.Context, acct store.Account) (string, error) {
+	c, err := r.Fresh(ctx, acct)
+	return c.AccessToken, err
+}
+
+// Fresh is AccessToken returning the whole credential (account uuid, plan…)
+// with the usable access token in it, so a caller that needs both opens the
+// sealed credential once.
+func (r *Refresher) Fresh(ctx context.Context, acct store.Account) (Credential, error) {
 	now := r.now()
 	if err := checkType(acct); err != nil {
-		return "", err
+		return Credential{}, err
 	}
 	if err := deadError(acct, now); err != nil {
-		return "", err
+		return Credential{}, err
 	}
 	c, err := OpenCredential(r.Box, acct.SealedSecret)
 	if err != nil {
-		return "", fmt.Errorf("oauth: account %s: %w", acct.ID, err)
+		return Credential{}, fmt.Errorf("oauth: account %s: %w", acct.ID, err)
 	}
 	if !r.due(c, now) || (c.RefreshToken == "" && (c.ExpiresAt.IsZero() || now.Before(c.ExpiresAt))) {
-		return c.AccessToken, nil
+		return c, nil
 	}
 	tok, _, err := r.join(ctx, acct.ID, false, c.AccessToken)
-	return tok, err
+	if err != nil {
+		return Credential{}, err
+	}
+	c.AccessToken = tok
+	return c, nil
 }
 
 // ForceRefresh refreshes acct after the upstream rejected its access token

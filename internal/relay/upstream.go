@@ -45,17 +45,13 @@ func (r *Relay) upstreamRequest(ctx context.Context, req *http.Request, c *call,
 		if r.tokens == nil {
 			return nil, rest(store.CooldownCredentialDead, "OAuth accounts are not enabled on this server")
 		}
-		token, err := r.tokens.AccessToken(ctx, acct)
+		cred, err := r.tokens.Fresh(ctx, acct)
 		if err != nil {
-			if errors.Is(err, oauth.ErrInvalidGrant) {
+			if errors.Is(err, oauth.ErrInvalidGrant) || errors.Is(err, oauth.ErrCredentialDead) {
 				return nil, rest(store.CooldownCredentialDead, err.Error())
 			}
 			o := anthropic.ClassifyTransport(r.now(), fmt.Errorf("token refresh: %w", err))
 			return nil, &o
-		}
-		cred, err := oauth.OpenCredential(r.box, acct.SealedSecret)
-		if err != nil {
-			return nil, rest(store.CooldownCredentialDead, "cannot open credentials: "+err.Error())
 		}
 		body := c.body
 		if !anthropic.IsClaudeCode(req.Header, body) {
@@ -65,7 +61,7 @@ func (r *Relay) upstreamRequest(ctx context.Context, req *http.Request, c *call,
 		}
 		id := anthropic.NewIdentity(string(acct.ID), cred.AccountUUID, nil)
 		body = anthropic.RewriteUserID(body, string(acct.ID), id, c.sticky)
-		up, err := anthropic.OAuthRequest(ctx, req.Header, base, c.path, req.URL.RawQuery, token, id, body)
+		up, err := anthropic.OAuthRequest(ctx, req.Header, base, c.path, req.URL.RawQuery, cred.AccessToken, id, body)
 		if err != nil {
 			return nil, rest(store.CooldownCredentialDead, "bad base URL: "+err.Error())
 		}

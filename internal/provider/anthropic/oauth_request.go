@@ -55,26 +55,7 @@ func MergeBetas(base []string, client string) string {
 // every other header stay at the relay. Connection is left out too, although
 // the original passed it: it is a hop-by-hop header that Go's transport
 // manages. X-Claude-Code-Session-Id is not copied but rebuilt from the body.
-func oauthForwardHeaders() []string {
-	return []string{
-		"Accept",
-		"Accept-Language",
-		"Anthropic-Dangerous-Direct-Browser-Access",
-		"Anthropic-Version",
-		"Content-Type",
-		"Sec-Fetch-Mode",
-		"User-Agent",
-		"X-Stainless-Arch",
-		"X-Stainless-Helper-Method",
-		"X-Stainless-Lang",
-		"X-Stainless-Os",
-		"X-Stainless-Package-Version",
-		"X-Stainless-Retry-Count",
-		"X-Stainless-Runtime",
-		"X-Stainless-Runtime-Version",
-		"X-Stainless-Timeout",
-	}
-}
+var oauthForwardHeaders = append([]string{"Sec-Fetch-Mode"}, clientHeaders...)
 
 // OAuthRequest builds the upstream request for an OAuth (or setup-token)
 // account. body is the final body: already through RewriteUserID and, for
@@ -102,7 +83,7 @@ func OAuthRequest(ctx context.Context, in http.Header, base, path, rawQuery, acc
 		return nil, err
 	}
 	h := req.Header
-	for _, name := range oauthForwardHeaders() {
+	for _, name := range oauthForwardHeaders {
 		if v, ok := in[name]; ok {
 			h[name] = append([]string(nil), v...)
 		}

@@ -16,16 +16,21 @@ const DefaultVersion = "2023-06-01"
 // forwardHeaders are the client headers an API-key account receives. It is
 // an allow-list: everything else a client sends (its relay key, cookies,
 // X-Forwarded-*, CDN headers) stays at the relay.
-var forwardHeaders = []string{
+var forwardHeaders = append([]string{
+	"Anthropic-Beta",
+	"X-App",
+	"X-Claude-Code-Session-Id",
+}, clientHeaders...)
+
+// clientHeaders are the headers every account type receives from the client
+// as sent: content negotiation, the API version and the SDK's fingerprint.
+var clientHeaders = []string{
 	"Accept",
 	"Accept-Language",
-	"Anthropic-Beta",
 	"Anthropic-Dangerous-Direct-Browser-Access",
 	"Anthropic-Version",
 	"Content-Type",
 	"User-Agent",
-	"X-App",
-	"X-Claude-Code-Session-Id",
 	"X-Stainless-Arch",
 	"X-Stainless-Helper-Method",
 	"X-Stainless-Lang",
