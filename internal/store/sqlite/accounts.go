@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,17 +13,26 @@ import (
 
 const accountColumns = `id, name, platform, type, priority, disabled, unschedulable, base_url,
 	sealed_secret, sealed_proxy, cooldown_until, cooldown_kind, cooldown_reason,
-	last_used_at, created_at, updated_at`
+	last_used_at, created_at, updated_at, plan, options, quota`
 
 // CreateAccount stores a; store.ErrConflict if its ID exists.
 func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO accounts (`+accountColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	options, err := encodeOptions(a.Options)
+	if err != nil {
+		return fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
+	}
+	quota, err := encodeQuota(a.Quota)
+	if err != nil {
+		return fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
+	}
+	_, err = s.write.ExecContext(ctx, `INSERT INTO accounts (`+accountColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		string(a.ID), a.Name, string(a.Platform), string(a.Type), a.Priority,
 		boolInt(a.Disabled), boolInt(a.Unschedulable), a.BaseURL,
 		blob(a.SealedSecret), blob(a.SealedProxy),
 		msPtr(a.CooldownUntil), string(a.CooldownKind), a.CooldownReason,
-		msPtr(a.LastUsedAt), ms(a.CreatedAt), ms(a.UpdatedAt))
+		msPtr(a.LastUsedAt), ms(a.CreatedAt), ms(a.UpdatedAt),
+		a.Plan, options, quota)
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: create account %q: %w", a.ID, store.ErrConflict)
 	}
@@ -64,17 +74,24 @@ func (s *Store) ListAccounts(ctx context.Context) ([]store.Account, error) {
 	return out, nil
 }
 
-// UpdateAccount replaces every field but ID and CreatedAt.
+// UpdateAccount replaces the fields an admin edits. The cooldown, quota and
+// last_used_at columns are left out of the statement: the relay writes them
+// while the admin edits, and an edit built from an account read a moment
+// earlier must not put back a cooldown that has since been set or cleared.
 func (s *Store) UpdateAccount(ctx context.Context, a store.Account) error {
+	options, err := encodeOptions(a.Options)
+	if err != nil {
+		return fmt.Errorf("sqlite: update account %q: %w", a.ID, err)
+	}
 	res, err := s.write.ExecContext(ctx, `UPDATE accounts SET
 		name = ?, platform = ?, type = ?, priority = ?, disabled = ?, unschedulable = ?,
-		base_url = ?, sealed_secret = ?, sealed_proxy = ?, cooldown_until = ?,
-		cooldown_kind = ?, cooldown_reason = ?, last_used_at = ?, updated_at = ?
+		base_url = ?, sealed_secret = ?, sealed_proxy = ?, plan = ?, options = ?,
+		updated_at = ?
 		WHERE id = ?`,
 		a.Name, string(a.Platform), string(a.Type), a.Priority,
 		boolInt(a.Disabled), boolInt(a.Unschedulable), a.BaseURL,
-		blob(a.SealedSecret), blob(a.SealedProxy), msPtr(a.CooldownUntil),
-		string(a.CooldownKind), a.CooldownReason, msPtr(a.LastUsedAt), ms(a.UpdatedAt),
+		blob(a.SealedSecret), blob(a.SealedProxy), a.Plan, options,
+		ms(a.UpdatedAt),
 		string(a.ID))
 	if err != nil {
 		return fmt.Errorf("sqlite: update account %q: %w", a.ID, err)
@@ -137,10 +154,11 @@ func scanAccount(r scanner) (store.Account, error) {
 		disabled, unsched       int
 		cooldownUntil, lastUsed sql.NullInt64
 		created, updated        int64
+		options, quota          string
 	)
 	err := r.Scan(&id, &a.Name, &platform, &typ, &a.Priority, &disabled, &unsched, &a.BaseURL,
 		&a.SealedSecret, &a.SealedProxy, &cooldownUntil, &kind, &a.CooldownReason,
-		&lastUsed, &created, &updated)
+		&lastUsed, &created, &updated, &a.Plan, &options, &quota)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Account{}, store.ErrNotFound
 	}
@@ -163,7 +181,36 @@ func scanAccount(r scanner) (store.Account, error) {
 	if len(a.SealedProxy) == 0 {
 		a.SealedProxy = nil
 	}
+	if a.Options, err = decodeOptions(options); err != nil {
+		return store.Account{}, fmt.Errorf("account %q: options: %w", id, err)
+	}
+	if a.Quota, err = decodeQuota(quota); err != nil {
+		return store.Account{}, fmt.Errorf("account %q: quota: %w", id, err)
+	}
 	return a, nil
+}
+
+// encodeOptions stores the admin's switches as JSON. The zero value is
+// "{}", the column default, since every field is omitted when unset.
+func encodeOptions(o store.AccountOptions) (string, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("options: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeOptions reads the options column back. An empty model map reads as
+// nil, the form the zero value has, so options round-trip equal.
+func decodeOptions(stored string) (store.AccountOptions, error) {
+	var o store.AccountOptions
+	if err := json.Unmarshal([]byte(stored), &o); err != nil {
+		return store.AccountOptions{}, err
+	}
+	if len(o.Models) == 0 {
+		o.Models = nil
+	}
+	return o, nil
 }
 
 // blob stores an empty byte slice as NULL, so "no proxy" has one form.

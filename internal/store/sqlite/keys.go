@@ -11,17 +11,22 @@ import (
 	"github.com/crs-relay/crs/internal/store"
 )
 
-const keyColumns = `id, name, hash, hint, disabled, tags, created_at, last_used_at, expires_at, deleted_at`
+const keyColumns = `id, name, hash, hint, disabled, tags, created_at, last_used_at, expires_at, deleted_at,
+	clients`
 
 // CreateKey stores k; store.ErrConflict if its ID or Hash exists.
 func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
-	tags, err := encodeTags(k.Tags)
+	tags, err := encodeList("tags", k.Tags)
 	if err != nil {
 		return err
 	}
-	_, err = s.write.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	clients, err := encodeList("clients", k.Clients)
+	if err != nil {
+		return err
+	}
+	_, err = s.write.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		string(k.ID), k.Name, k.Hash, k.Hint, boolInt(k.Disabled), tags,
-		ms(k.CreatedAt), msPtr(k.LastUsedAt), msPtr(k.ExpiresAt), msPtr(k.DeletedAt))
+		ms(k.CreatedAt), msPtr(k.LastUsedAt), msPtr(k.ExpiresAt), msPtr(k.DeletedAt), clients)
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: create key %q: %w", k.ID, store.ErrConflict)
 	}
@@ -79,16 +84,20 @@ func (s *Store) ListKeys(ctx context.Context, includeDeleted bool) ([]store.Key,
 	return out, nil
 }
 
-// UpdateKey replaces the mutable fields (Name, Disabled, Tags, ExpiresAt,
-// DeletedAt) of the key with k.ID; the others in k are ignored.
+// UpdateKey replaces the mutable fields (Name, Disabled, Tags, Clients,
+// ExpiresAt, DeletedAt) of the key with k.ID; the others in k are ignored.
 func (s *Store) UpdateKey(ctx context.Context, k store.Key) error {
-	tags, err := encodeTags(k.Tags)
+	tags, err := encodeList("tags", k.Tags)
+	if err != nil {
+		return err
+	}
+	clients, err := encodeList("clients", k.Clients)
 	if err != nil {
 		return err
 	}
 	res, err := s.write.ExecContext(ctx,
-		`UPDATE keys SET name = ?, disabled = ?, tags = ?, expires_at = ?, deleted_at = ? WHERE id = ?`,
-		k.Name, boolInt(k.Disabled), tags, msPtr(k.ExpiresAt), msPtr(k.DeletedAt), string(k.ID))
+		`UPDATE keys SET name = ?, disabled = ?, tags = ?, clients = ?, expires_at = ?, deleted_at = ? WHERE id = ?`,
+		k.Name, boolInt(k.Disabled), tags, clients, msPtr(k.ExpiresAt), msPtr(k.DeletedAt), string(k.ID))
 	if err != nil {
 		return fmt.Errorf("sqlite: update key %q: %w", k.ID, err)
 	}
@@ -147,11 +156,12 @@ func scanKey(r scanner) (store.Key, error) {
 		k                          store.Key
 		id                         string
 		disabled                   int
-		tags                       string
+		tags, clients              string
 		created                    int64
 		lastUsed, expires, deleted sql.NullInt64
 	)
-	err := r.Scan(&id, &k.Name, &k.Hash, &k.Hint, &disabled, &tags, &created, &lastUsed, &expires, &deleted)
+	err := r.Scan(&id, &k.Name, &k.Hash, &k.Hint, &disabled, &tags, &created, &lastUsed, &expires, &deleted,
+		&clients)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Key{}, store.ErrNotFound
 	}
@@ -160,11 +170,11 @@ func scanKey(r scanner) (store.Key, error) {
 	}
 	k.ID = store.KeyID(id)
 	k.Disabled = disabled != 0
-	if err := json.Unmarshal([]byte(tags), &k.Tags); err != nil {
+	if k.Tags, err = decodeList(tags); err != nil {
 		return store.Key{}, fmt.Errorf("key %q: tags: %w", id, err)
 	}
-	if len(k.Tags) == 0 {
-		k.Tags = nil
+	if k.Clients, err = decodeList(clients); err != nil {
+		return store.Key{}, fmt.Errorf("key %q: clients: %w", id, err)
 	}
 	k.CreatedAt = fromMs(created)
 	k.LastUsedAt = fromNullMs(lastUsed)
@@ -173,14 +183,28 @@ func scanKey(r scanner) (store.Key, error) {
 	return k, nil
 }
 
-// encodeTags stores tags as a JSON array; nil and empty both become "[]".
-func encodeTags(tags []string) (string, error) {
-	if len(tags) == 0 {
+// encodeList stores a string list (the column named what) as a JSON array;
+// nil and empty both become "[]", the column default.
+func encodeList(what string, list []string) (string, error) {
+	if len(list) == 0 {
 		return "[]", nil
 	}
-	b, err := json.Marshal(tags)
+	b, err := json.Marshal(list)
 	if err != nil {
-		return "", fmt.Errorf("sqlite: tags: %w", err)
+		return "", fmt.Errorf("sqlite: %s: %w", what, err)
 	}
 	return string(b), nil
+}
+
+// decodeList reads a JSON array column back; an empty list reads as nil,
+// so a stored list has one form whichever way it was written.
+func decodeList(stored string) ([]string, error) {
+	var list []string
+	if err := json.Unmarshal([]byte(stored), &list); err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return list, nil
 }

@@ -173,6 +173,42 @@ CREATE TABLE locks (
 	expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 3: which clients a key admits; an account's plan, admin options and
+	// last reported quota. The update triggers are recreated so that the
+	// new columns bump change_version: every instance caches keys and
+	// accounts, and routes on all of these.
+	`
+ALTER TABLE keys ADD COLUMN clients TEXT NOT NULL DEFAULT '[]'; -- JSON array of strings
+
+ALTER TABLE accounts ADD COLUMN plan    TEXT NOT NULL DEFAULT '';
+ALTER TABLE accounts ADD COLUMN options TEXT NOT NULL DEFAULT '{}'; -- JSON of store.AccountOptions
+-- JSON of store.Quota with its times as unix ms, like every other time here.
+ALTER TABLE accounts ADD COLUMN quota   TEXT NOT NULL DEFAULT '{}';
+
+DROP TRIGGER keys_upd;
+CREATE TRIGGER keys_upd AFTER UPDATE OF
+	id, name, hash, hint, disabled, tags, clients, created_at, expires_at,
+	deleted_at
+ON keys BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+
+DROP TRIGGER accounts_upd;
+CREATE TRIGGER accounts_upd AFTER UPDATE OF
+	id, name, platform, type, priority, disabled, unschedulable, base_url,
+	sealed_secret, sealed_proxy, cooldown_until, cooldown_kind,
+	cooldown_reason, plan, options, created_at, updated_at
+ON accounts BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+-- The relay records the quota the upstream reports as responses arrive,
+-- mostly unchanged; rewriting the same quota must not flush every
+-- instance's caches, so only a different value counts as a change.
+CREATE TRIGGER accounts_quota_upd AFTER UPDATE OF quota ON accounts
+WHEN OLD.quota IS NOT NEW.quota BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+`,
 }
 
 // schemaVersion is the version a fully migrated file has.

@@ -116,9 +116,18 @@ func testUpdateAccount(t *testing.T, s store.Store) {
 	orig.CooldownUntil = ptr(at(time.Hour))
 	orig.CooldownKind = store.CooldownTransient
 	orig.CooldownReason = "529"
+	orig.Plan = "pro"
+	orig.Options = store.AccountOptions{Models: map[string]string{"claude-sonnet-4-5": ""}, SerialQueue: true}
+	orig.Quota = store.Quota{
+		Window5h:     store.Window{Start: at(-time.Hour), End: at(4 * time.Hour), Status: store.WindowAllowed},
+		FamilyLimits: map[string]time.Time{"opus": at(2 * time.Hour)},
+	}
 	orig.LastUsedAt = ptr(at(time.Minute))
 	must(t, s.CreateAccount(ctx, orig))
 
+	// Every field an admin edits changes (the proxy, the plan and the
+	// model map are cleared); the cooldown, quota, last use and creation
+	// time are set to other values that must be ignored.
 	upd := store.Account{
 		ID:            orig.ID,
 		Name:          "renamed",
@@ -130,17 +139,169 @@ func testUpdateAccount(t *testing.T, s store.Store) {
 		BaseURL:       "http://127.0.0.1:9/x",
 		SealedSecret:  []byte("new secret"),
 		SealedProxy:   nil, // cleared
-		CooldownUntil: nil, // cleared
+		Plan:          "",  // cleared
+		Options: store.AccountOptions{
+			AutoPauseOnWarning: true, UnifiedUserAgent: true, InterceptWarmup: true,
+		},
+		CooldownUntil: nil,           // must not clear the cooldown
+		Quota:         store.Quota{}, // must not clear the quota
 		LastUsedAt:    ptr(at(2 * time.Minute)),
-		CreatedAt:     at(77 * time.Hour), // must be ignored
+		CreatedAt:     at(77 * time.Hour),
 		UpdatedAt:     at(3 * time.Hour),
 	}
 	must(t, s.UpdateAccount(ctx, upd))
 	want := upd
 	want.CreatedAt = orig.CreatedAt
+	want.CooldownUntil, want.CooldownKind, want.CooldownReason = orig.CooldownUntil, orig.CooldownKind, orig.CooldownReason
+	want.Quota = orig.Quota
+	want.LastUsedAt = orig.LastUsedAt
 	got, err := s.GetAccount(ctx, orig.ID)
 	must(t, err)
 	sameAccount(t, "after UpdateAccount", got, want)
+
+	// And back: proxy, plan and model map set again, while the cooldown
+	// and quota in the edit differ from the stored ones the other way.
+	upd2 := want
+	upd2.SealedProxy = []byte("proxy 2")
+	upd2.Plan = "max"
+	upd2.Options = store.AccountOptions{Models: map[string]string{"claude-opus-4-1": "claude-opus-4-1-20250805"}}
+	upd2.CooldownUntil, upd2.CooldownKind, upd2.CooldownReason = ptr(at(5*time.Hour)), store.CooldownRateLimited, "429"
+	upd2.Quota = store.Quota{Window5h: store.Window{Status: store.WindowRejected}}
+	upd2.LastUsedAt = nil
+	upd2.UpdatedAt = at(4 * time.Hour)
+	must(t, s.UpdateAccount(ctx, upd2))
+	want2 := upd2
+	want2.CooldownUntil, want2.CooldownKind, want2.CooldownReason = want.CooldownUntil, want.CooldownKind, want.CooldownReason
+	want2.Quota = want.Quota
+	want2.LastUsedAt = want.LastUsedAt
+	got, err = s.GetAccount(ctx, orig.ID)
+	must(t, err)
+	sameAccount(t, "after second UpdateAccount", got, want2)
+}
+
+// testUpdateAccountKeepsRelayState is the race UpdateAccount's contract
+// exists for: an admin edit built from an account read before the relay
+// set a cooldown, recorded a quota and touched the account keeps all
+// three, and a cooldown cleared after the read stays cleared.
+func testUpdateAccountKeepsRelayState(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newAccount("stale", at(0))
+	must(t, s.CreateAccount(ctx, a))
+	stale, err := s.GetAccount(ctx, a.ID)
+	must(t, err)
+
+	until := nowMs().Add(time.Hour)
+	must(t, s.SetCooldown(ctx, a.ID, store.CooldownRateLimited, until, "429"))
+	q := store.Quota{
+		Window5h:     store.Window{Start: at(0), End: at(5 * time.Hour), Status: store.WindowWarning},
+		FamilyLimits: map[string]time.Time{"opus": until},
+	}
+	must(t, s.SetAccountQuota(ctx, a.ID, q))
+	used := at(5 * time.Minute)
+	must(t, s.TouchAccounts(ctx, map[store.AccountID]time.Time{a.ID: used}))
+
+	stale.Name, stale.Priority, stale.UpdatedAt = "edited", 3, at(time.Hour)
+	must(t, s.UpdateAccount(ctx, stale))
+	got, err := s.GetAccount(ctx, a.ID)
+	must(t, err)
+	want := stale
+	want.CooldownUntil, want.CooldownKind, want.CooldownReason = &until, store.CooldownRateLimited, "429"
+	want.Quota = q
+	want.LastUsedAt = &used
+	sameAccount(t, "after an edit from a stale read", got, want)
+	if got.Available(time.Now()) {
+		t.Error("an edit from a stale read put a rate-limited account back in service")
+	}
+
+	stale = got
+	must(t, s.SetCooldown(ctx, a.ID, store.CooldownNone, time.Time{}, ""))
+	stale.Name = "edited again"
+	must(t, s.UpdateAccount(ctx, stale))
+	got, err = s.GetAccount(ctx, a.ID)
+	must(t, err)
+	if got.CooldownKind != store.CooldownNone || got.CooldownUntil != nil || got.CooldownReason != "" {
+		t.Errorf("an edit from a stale read restored a cleared cooldown: %v until %v (%q)",
+			got.CooldownKind, got.CooldownUntil, got.CooldownReason)
+	}
+	if got.Name != "edited again" {
+		t.Errorf("Name = %q, want the edit", got.Name)
+	}
+}
+
+// testAccountPlanOptionsQuota round-trips the plan, the admin's options
+// and the quota through CreateAccount, GetAccount and ListAccounts: every
+// option on its own (so two switches stored in each other's place fail),
+// model maps with and without a target name, quota times in another zone
+// and off the second, windows with only some parts reported, and empty
+// maps, which read back as equal to none.
+func testAccountPlanOptionsQuota(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	full := newAccount("pq-full", at(0))
+	full.Plan = "max"
+	full.Options = store.AccountOptions{
+		Models: map[string]string{
+			"claude-sonnet-4-5": "",
+			"claude-opus-4-1":   "claude-opus-4-1-20250805",
+			"模型 \"quoted\"":     "x",
+		},
+		AutoPauseOnWarning: true,
+		SerialQueue:        true,
+		UnifiedUserAgent:   true,
+		InterceptWarmup:    true,
+	}
+	full.Quota = store.Quota{
+		Window5h: store.Window{
+			Start:  at(-2*time.Hour + time.Millisecond).In(Zone()),
+			End:    at(3*time.Hour - time.Millisecond),
+			Status: store.WindowWarning,
+		},
+		FamilyLimits: map[string]time.Time{
+			"opus":   at(90*time.Minute + 250*time.Millisecond).In(Zone()),
+			"sonnet": at(-time.Hour),
+		},
+	}
+	accts := []store.Account{full}
+	for i, o := range []store.AccountOptions{
+		{Models: map[string]string{"only": ""}},
+		{AutoPauseOnWarning: true},
+		{SerialQueue: true},
+		{UnifiedUserAgent: true},
+		{InterceptWarmup: true},
+	} {
+		a := newAccount(fmt.Sprintf("pq-opt%d", i), at(time.Duration(i+1)*time.Second))
+		a.Options = o
+		accts = append(accts, a)
+	}
+	statusOnly := newAccount("pq-status", at(time.Minute))
+	statusOnly.Plan = "free"
+	statusOnly.Quota.Window5h.Status = store.WindowRejected
+	endOnly := newAccount("pq-end", at(2*time.Minute))
+	endOnly.Plan = "pro"
+	endOnly.Quota.Window5h.End = at(time.Hour)
+	empty := newAccount("pq-empty", at(3*time.Minute))
+	empty.Options.Models = map[string]string{}
+	empty.Quota.FamilyLimits = map[string]time.Time{}
+	zero := newAccount("pq-zero", at(4*time.Minute))
+	accts = append(accts, statusOnly, endOnly, empty, zero)
+
+	for _, a := range accts {
+		must(t, s.CreateAccount(ctx, a))
+		got, err := s.GetAccount(ctx, a.ID)
+		must(t, err)
+		sameAccount(t, "GetAccount "+string(a.ID), got, a)
+	}
+	listed, err := s.ListAccounts(ctx)
+	must(t, err)
+	if len(listed) != len(accts) {
+		t.Fatalf("ListAccounts: %d accounts, want %d", len(listed), len(accts))
+	}
+	for i, a := range accts {
+		sameAccount(t, "listed "+string(a.ID), listed[i], a)
+	}
+	if until, limited := listed[0].Quota.FamilyLimited("opus", at(time.Hour)); !limited ||
+		!until.Equal(full.Quota.FamilyLimits["opus"]) {
+		t.Errorf("stored opus limit: FamilyLimited = %v, %v", until, limited)
+	}
 }
 
 func testSetCooldown(t *testing.T, s store.Store) {

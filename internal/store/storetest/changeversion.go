@@ -51,12 +51,24 @@ func testChangeVersion(t *testing.T, s store.Store) {
 			k.Name = "renamed"
 			return s.UpdateKey(ctx, k)
 		}},
+		{"UpdateKey clients", true, func(ctx context.Context) error {
+			k.Clients = []string{"claude_code"}
+			return s.UpdateKey(ctx, k)
+		}},
 		{"UpdateKey soft delete", true, func(ctx context.Context) error {
 			k.DeletedAt = ptr(at(time.Hour))
 			return s.UpdateKey(ctx, k)
 		}},
 		{"UpdateAccount", true, func(ctx context.Context) error {
 			a.Priority = 7
+			return s.UpdateAccount(ctx, a)
+		}},
+		{"UpdateAccount plan", true, func(ctx context.Context) error {
+			a.Plan = "max"
+			return s.UpdateAccount(ctx, a)
+		}},
+		{"UpdateAccount options", true, func(ctx context.Context) error {
+			a.Options.SerialQueue = true
 			return s.UpdateAccount(ctx, a)
 		}},
 		{"SetCooldown", true, func(ctx context.Context) error {
@@ -67,6 +79,12 @@ func testChangeVersion(t *testing.T, s store.Store) {
 		}},
 		{"SetAccountSecret", true, func(ctx context.Context) error {
 			return s.SetAccountSecret(ctx, a.ID, []byte("rotated"))
+		}},
+		{"SetAccountQuota", true, func(ctx context.Context) error {
+			return s.SetAccountQuota(ctx, a.ID, store.Quota{FamilyLimits: map[string]time.Time{"opus": at(time.Hour)}})
+		}},
+		{"SetAccountQuota clear", true, func(ctx context.Context) error {
+			return s.SetAccountQuota(ctx, a.ID, store.Quota{})
 		}},
 		{"OAuth pending", false, func(ctx context.Context) error {
 			now := time.Now()

@@ -24,6 +24,7 @@ func testKeyRoundTrip(t *testing.T, s store.Store) {
 	full := newKey("full", at(0))
 	full.Disabled = true
 	full.Tags = []string{"team-a", "中文", "with \"quotes\""}
+	full.Clients = []string{"claude_code", "codex_cli"}
 	full.LastUsedAt = ptr(at(time.Hour + 7*time.Millisecond))
 	full.ExpiresAt = ptr(at(30 * 24 * time.Hour))
 	full.DeletedAt = ptr(at(2 * time.Hour))
@@ -128,16 +129,19 @@ func testUpdateKey(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	k := newKey("u", at(0))
 	k.Tags = []string{"old"}
+	k.Clients = []string{"claude_code"}
 	k.ExpiresAt = ptr(at(time.Hour))
 	k.LastUsedAt = ptr(at(time.Minute))
 	must(t, s.CreateKey(ctx, k))
 
-	// Every mutable field changes (ExpiresAt and Tags are cleared); the
-	// immutable ones are set to other values that must be ignored.
+	// Every mutable field changes (ExpiresAt, Tags and Clients are
+	// cleared); the immutable ones are set to other values that must be
+	// ignored.
 	upd := k
 	upd.Name = "renamed"
 	upd.Disabled = true
 	upd.Tags = nil
+	upd.Clients = nil
 	upd.ExpiresAt = nil
 	upd.DeletedAt = ptr(at(2 * time.Hour))
 	upd.Hash = fmt.Sprintf("%064x", "other")
@@ -147,7 +151,7 @@ func testUpdateKey(t *testing.T, s store.Store) {
 	must(t, s.UpdateKey(ctx, upd))
 
 	want := k
-	want.Name, want.Disabled, want.Tags = upd.Name, upd.Disabled, nil
+	want.Name, want.Disabled, want.Tags, want.Clients = upd.Name, upd.Disabled, nil, nil
 	want.ExpiresAt, want.DeletedAt = nil, upd.DeletedAt
 	got, err := s.GetKey(ctx, k.ID)
 	must(t, err)
@@ -156,9 +160,10 @@ func testUpdateKey(t *testing.T, s store.Store) {
 		t.Error("UpdateKey changed the hash")
 	}
 
-	// And back: tags and expiry set again, soft delete undone.
+	// And back: tags, clients and expiry set again, soft delete undone.
 	upd2 := want
 	upd2.Tags = []string{"x", "y"}
+	upd2.Clients = []string{"gemini_cli", "droid_cli"}
 	upd2.ExpiresAt = ptr(at(5 * time.Hour))
 	upd2.DeletedAt = nil
 	upd2.Disabled = false
@@ -166,6 +171,53 @@ func testUpdateKey(t *testing.T, s store.Store) {
 	got, err = s.GetKey(ctx, k.ID)
 	must(t, err)
 	sameKey(t, "after second UpdateKey", got, upd2)
+}
+
+// testKeyClients round-trips a key's client list through every read
+// (GetKey, KeyByHash, ListKeys) as UpdateKey changes it back and forth,
+// with the tags held still so that the two lists cannot be stored in each
+// other's place. Each change alone must change ChangeVersion: the relay
+// caches keys, and a client just refused must be refused by every
+// instance.
+func testKeyClients(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	k := newKey("cl", at(0))
+	k.Tags = []string{"tag"}
+	k.Clients = []string{"claude_code", "codex_cli"}
+	must(t, s.CreateKey(ctx, k))
+	check := func(what string) {
+		t.Helper()
+		got, err := s.GetKey(ctx, k.ID)
+		must(t, err)
+		sameKey(t, what+": GetKey", got, k)
+		got, err = s.KeyByHash(ctx, k.Hash)
+		must(t, err)
+		sameKey(t, what+": KeyByHash", got, k)
+		keys, err := s.ListKeys(ctx, false)
+		must(t, err)
+		if len(keys) != 1 {
+			t.Fatalf("%s: ListKeys returned %d keys", what, len(keys))
+		}
+		sameKey(t, what+": ListKeys", keys[0], k)
+	}
+	check("after CreateKey")
+
+	for _, clients := range [][]string{
+		{"gemini_cli"},
+		nil,
+		{"droid_cli", "claude_code", "gemini_cli"},
+		{},
+	} {
+		v0, err := s.ChangeVersion(ctx)
+		must(t, err)
+		k.Clients = clients
+		must(t, s.UpdateKey(ctx, k))
+		what := fmt.Sprintf("after UpdateKey with clients %q", clients)
+		check(what)
+		if v1, err := s.ChangeVersion(ctx); err != nil || v1 == v0 {
+			t.Errorf("%s: ChangeVersion = %d, %v; was %d", what, v1, err, v0)
+		}
+	}
 }
 
 func testPurgeKey(t *testing.T, s store.Store) {

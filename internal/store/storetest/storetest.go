@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"KeyNotFound", testKeyNotFound},
 		{"ListKeys", testListKeys},
 		{"UpdateKey", testUpdateKey},
+		{"KeyClients", testKeyClients},
 		{"PurgeKey", testPurgeKey},
 		{"TouchKeys", testTouchKeys},
 		{"AccountRoundTrip", testAccountRoundTrip},
@@ -58,6 +59,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccountNotFound", testAccountNotFound},
 		{"ListAccounts", testListAccounts},
 		{"UpdateAccount", testUpdateAccount},
+		{"UpdateAccountKeepsRelayState", testUpdateAccountKeepsRelayState},
+		{"AccountPlanOptionsQuota", testAccountPlanOptionsQuota},
+		{"SetAccountQuota", testSetAccountQuota},
+		{"SetAccountQuotaNotFound", testSetAccountQuotaNotFound},
 		{"SetCooldown", testSetCooldown},
 		{"TouchAccounts", testTouchAccounts},
 		{"DeleteAccount", testDeleteAccount},
@@ -149,7 +154,8 @@ func utc(p *time.Time) *time.Time {
 }
 
 // normKey puts a key in a canonical form for comparison: UTC times, and
-// an empty tag list as nil.
+// empty tag and client lists as nil. The contract treats an empty list and
+// nil alike (both mean "none", and "every client" for Clients).
 func normKey(k store.Key) store.Key {
 	k.CreatedAt = k.CreatedAt.UTC()
 	k.LastUsedAt = utc(k.LastUsedAt)
@@ -158,10 +164,17 @@ func normKey(k store.Key) store.Key {
 	if len(k.Tags) == 0 {
 		k.Tags = nil
 	}
+	if len(k.Clients) == 0 {
+		k.Clients = nil
+	}
 	return k
 }
 
-// normAccount puts an account in a canonical form for comparison.
+// normAccount puts an account in a canonical form for comparison: UTC
+// times (the quota's too), and empty maps as nil, since an empty model map
+// and no map both mean "every model", and empty family limits and none
+// both mean "no family limited". It copies the maps it changes, so the
+// caller's account is left as it was.
 func normAccount(a store.Account) store.Account {
 	a.CreatedAt = a.CreatedAt.UTC()
 	a.UpdatedAt = a.UpdatedAt.UTC()
@@ -172,6 +185,20 @@ func normAccount(a store.Account) store.Account {
 	}
 	if len(a.SealedProxy) == 0 {
 		a.SealedProxy = nil
+	}
+	if len(a.Options.Models) == 0 {
+		a.Options.Models = nil
+	}
+	a.Quota.Window5h.Start = a.Quota.Window5h.Start.UTC()
+	a.Quota.Window5h.End = a.Quota.Window5h.End.UTC()
+	if len(a.Quota.FamilyLimits) == 0 {
+		a.Quota.FamilyLimits = nil
+	} else {
+		limits := make(map[string]time.Time, len(a.Quota.FamilyLimits))
+		for family, until := range a.Quota.FamilyLimits {
+			limits[family] = until.UTC()
+		}
+		a.Quota.FamilyLimits = limits
 	}
 	return a
 }

@@ -1,0 +1,170 @@
+package sqlite
+
+import (
+	"database/sql"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// TestMigrateFromVersion2 opens a file that a binary with migrations 1 and
+// 2 wrote, with a key and an account in it, and checks that migration 3
+// gives them the defaults of the new fields, keeps the change version, and
+// that the new columns then work and bump the version.
+func TestMigrateFromVersion2(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "crs.db")
+	old, err := sql.Open("sqlite", dsn(path, false))
+	must(t, err)
+	for _, m := range migrations[:2] {
+		_, err = old.ExecContext(ctx, m)
+		must(t, err)
+	}
+	_, err = old.ExecContext(ctx, "PRAGMA user_version = 2")
+	must(t, err)
+	_, err = old.ExecContext(ctx, `INSERT INTO keys (id, name, hash, hint, tags, created_at)
+		VALUES ('k', 'old key', 'h', 'abcd', '["t"]', 1)`)
+	must(t, err)
+	_, err = old.ExecContext(ctx, `INSERT INTO accounts (id, name, platform, type, priority, sealed_secret, created_at, updated_at)
+		VALUES ('a', 'old', 'claude', 'oauth', 5, x'0001', 1, 2)`)
+	must(t, err)
+	var v1 int64
+	must(t, old.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'change_version'`).Scan(&v1))
+	must(t, old.Close())
+
+	s := openAt(t, path, Options{})
+	var v int
+	must(t, s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v))
+	if v != len(migrations) || v < 3 {
+		t.Errorf("user_version after migrating = %d, want %d", v, len(migrations))
+	}
+	if cv, err := s.ChangeVersion(ctx); err != nil || int64(cv) != v1 {
+		t.Errorf("ChangeVersion after migrating = %d, %v; want %d", cv, err, v1)
+	}
+	k, err := s.GetKey(ctx, "k")
+	if err != nil || k.Name != "old key" || k.Clients != nil || len(k.Tags) != 1 {
+		t.Errorf("key after migrating: %+v, %v", k, err)
+	}
+	a, err := s.GetAccount(ctx, "a")
+	if err != nil || a.Name != "old" || a.Plan != "" ||
+		!reflect.DeepEqual(a.Options, store.AccountOptions{}) ||
+		a.Quota.Window5h != (store.Window{}) || a.Quota.FamilyLimits != nil {
+		t.Errorf("account after migrating: %+v, %v", a, err)
+	}
+
+	k.Clients = []string{"claude_code"}
+	must(t, s.UpdateKey(ctx, k))
+	q := store.Quota{FamilyLimits: map[string]time.Time{"opus": time.UnixMilli(5000).UTC()}}
+	must(t, s.SetAccountQuota(ctx, "a", q))
+	if cv, err := s.ChangeVersion(ctx); err != nil || int64(cv) != v1+2 {
+		t.Errorf("ChangeVersion after two writes = %d, %v; want %d", cv, err, v1+2)
+	}
+	if k, err := s.GetKey(ctx, "k"); err != nil || len(k.Clients) != 1 || k.Clients[0] != "claude_code" {
+		t.Errorf("key clients on a migrated file: %+v, %v", k, err)
+	}
+	if a, err := s.GetAccount(ctx, "a"); err != nil || !a.Quota.FamilyLimits["opus"].Equal(q.FamilyLimits["opus"]) {
+		t.Errorf("account quota on a migrated file: %+v, %v", a, err)
+	}
+}
+
+// TestTriggersCoverColumns writes every column of keys and accounts on its
+// own, the way a future single-column setter (or the sqlite3 shell) would,
+// and checks which writes bump change_version. Every column must, except
+// last_used_at, which touches write on every request; and quota, which
+// bumps only when its value changes. A column added later without a place
+// in its table's trigger fails here.
+func TestTriggersCoverColumns(t *testing.T) {
+	ctx := t.Context()
+	s := openAt(t, filepath.Join(t.TempDir(), "crs.db"), Options{})
+	must(t, s.CreateKey(ctx, store.Key{ID: "k", Name: "n", Hash: "h", Hint: "abcd", CreatedAt: time.UnixMilli(1)}))
+	must(t, s.CreateAccount(ctx, store.Account{ID: "a", Name: "n", Platform: store.PlatformClaude,
+		Type: store.TypeOAuth, Priority: 1, CreatedAt: time.UnixMilli(1), UpdatedAt: time.UnixMilli(1)}))
+	quiet := map[string]bool{"last_used_at": true, "quota": true}
+
+	for _, table := range []string{"keys", "accounts"} {
+		rows, err := s.read.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+		must(t, err)
+		var cols []string
+		for rows.Next() {
+			var c string
+			must(t, rows.Scan(&c))
+			cols = append(cols, c)
+		}
+		must(t, rows.Err())
+		rows.Close()
+		if len(cols) < 10 {
+			t.Fatalf("%s has columns %v", table, cols)
+		}
+		for _, col := range cols {
+			v0, err := s.ChangeVersion(ctx)
+			must(t, err)
+			// Column names come from our own schema, not from input.
+			res, err := s.write.ExecContext(ctx, `UPDATE `+table+` SET `+col+` = `+col)
+			must(t, err)
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				t.Fatalf("UPDATE %s.%s: %d rows, %v", table, col, n, err)
+			}
+			v1, err := s.ChangeVersion(ctx)
+			must(t, err)
+			if bumped := v1 != v0; bumped == quiet[col] {
+				t.Errorf("rewriting %s.%s: version %d → %d, want a bump %v", table, col, v0, v1, !quiet[col])
+			}
+		}
+	}
+
+	// The quota bumps once its value changes.
+	v0, err := s.ChangeVersion(ctx)
+	must(t, err)
+	_, err = s.write.ExecContext(ctx, `UPDATE accounts SET quota = '{"window_5h":{"status":"rejected"}}'`)
+	must(t, err)
+	if v1, err := s.ChangeVersion(ctx); err != nil || v1 == v0 {
+		t.Errorf("changing accounts.quota: version %d → %d, %v", v0, v1, err)
+	}
+}
+
+// TestSetAccountQuotaUnchanged checks that a quota report equal to the
+// stored one leaves the change version alone, whatever zone its times are
+// in and in whatever order its map was built, while a different one still
+// bumps it. The relay reports quotas as responses arrive; most repeat the
+// last one, and must not flush every instance's caches.
+func TestSetAccountQuotaUnchanged(t *testing.T) {
+	ctx := t.Context()
+	s := openAt(t, filepath.Join(t.TempDir(), "crs.db"), Options{})
+	must(t, s.CreateAccount(ctx, store.Account{ID: "a", Name: "n", Priority: 1}))
+	base := time.Date(2025, time.March, 10, 9, 15, 0, 123e6, time.UTC)
+	zone := time.FixedZone("UTC-03:30", -(3*3600 + 30*60))
+	q := store.Quota{
+		Window5h: store.Window{Start: base, End: base.Add(5 * time.Hour), Status: store.WindowWarning},
+		FamilyLimits: map[string]time.Time{
+			"opus": base.Add(time.Hour), "sonnet": base.Add(2 * time.Hour), "haiku": base.Add(3 * time.Hour),
+		},
+	}
+	same := store.Quota{
+		Window5h: store.Window{
+			Start: base.In(zone), End: base.Add(5*time.Hour + 400*time.Microsecond).In(zone), Status: store.WindowWarning,
+		},
+		FamilyLimits: map[string]time.Time{},
+	}
+	for _, f := range []string{"haiku", "sonnet", "opus"} {
+		same.FamilyLimits[f] = q.FamilyLimits[f].In(zone)
+	}
+	different := q
+	different.Window5h.Status = store.WindowRejected
+
+	must(t, s.SetAccountQuota(ctx, "a", q))
+	v0, err := s.ChangeVersion(ctx)
+	must(t, err)
+	for range 3 {
+		must(t, s.SetAccountQuota(ctx, "a", same))
+	}
+	if v1, err := s.ChangeVersion(ctx); err != nil || v1 != v0 {
+		t.Errorf("rewriting an equal quota: version %d → %d, %v", v0, v1, err)
+	}
+	must(t, s.SetAccountQuota(ctx, "a", different))
+	if v1, err := s.ChangeVersion(ctx); err != nil || v1 == v0 {
+		t.Errorf("writing a different quota: version %d → %d, %v", v0, v1, err)
+	}
+}
