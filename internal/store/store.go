@@ -39,7 +39,7 @@ type Keys interface {
 	// ListKeys returns keys ordered by creation; soft-deleted ones only
 	// when includeDeleted.
 	ListKeys(ctx context.Context, includeDeleted bool) ([]Key, error)
-	// UpdateKey replaces the mutable fields (Name, Disabled, Tags,
+	// UpdateKey replaces the mutable fields (Name, Disabled, Tags, Clients,
 	// ExpiresAt, DeletedAt) of the key with k.ID.
 	UpdateKey(ctx context.Context, k Key) error
 	// PurgeKey removes the key for good.
@@ -54,7 +54,11 @@ type Accounts interface {
 	GetAccount(ctx context.Context, id AccountID) (Account, error)
 	// ListAccounts returns all accounts ordered by creation.
 	ListAccounts(ctx context.Context) ([]Account, error)
-	// UpdateAccount replaces every field but ID and CreatedAt.
+	// UpdateAccount replaces the fields an admin edits: Name, Platform,
+	// Type, Priority, Disabled, Unschedulable, BaseURL, SealedSecret,
+	// SealedProxy, Plan, Options and UpdatedAt. Cooldowns, Quota and
+	// LastUsedAt have their own setters and are left alone, so an edit never
+	// wipes a cooldown the relay just set.
 	UpdateAccount(ctx context.Context, a Account) error
 	DeleteAccount(ctx context.Context, id AccountID) error
 	// SetCooldown records (or, with kind CooldownNone, clears) a cooldown.
@@ -65,6 +69,9 @@ type Accounts interface {
 	// UpdatedAt), so saving a rotated OAuth token never overwrites a
 	// concurrent change to other fields. ErrNotFound if the account is gone.
 	SetAccountSecret(ctx context.Context, id AccountID, sealed []byte) error
+	// SetAccountQuota replaces only the Quota. It changes ChangeVersion, so
+	// every instance routes around a limited model family.
+	SetAccountQuota(ctx context.Context, id AccountID, q Quota) error
 }
 
 // Usage stores usage records and their rollups.

@@ -53,6 +53,9 @@ type Key struct {
 	LastUsedAt *time.Time
 	ExpiresAt  *time.Time
 	DeletedAt  *time.Time // soft delete; purge removes the row
+	// Clients restricts which client programs may use the key ("claude_code",
+	// "gemini_cli", "codex_cli", "droid_cli"); empty allows every client.
+	Clients []string
 }
 
 // Key statuses as shown to users.
@@ -110,9 +113,71 @@ type Account struct {
 	CooldownUntil  *time.Time
 	CooldownKind   CooldownKind
 	CooldownReason string
-	LastUsedAt     *time.Time
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// Plan is a subscription account's plan ("max", "pro", "free"; "" when
+	// unknown or not a subscription). Routing reads it: no Opus on free.
+	Plan string
+	// Options are the admin's per-account switches.
+	Options AccountOptions
+	// Quota is what the upstream last said about the account's limits. Only
+	// SetAccountQuota writes it.
+	Quota      Quota
+	LastUsedAt *time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// AccountOptions are an admin's per-account switches. The zero value is
+// the default: every model, no pausing, no queue, clients' own user agents,
+// nothing answered locally.
+type AccountOptions struct {
+	// Models limits the models the account serves and maps them: a request
+	// for a listed model (or a dated variant of it) is sent upstream as the
+	// mapped name, or as requested when the mapped name is "". Empty means
+	// every model, sent as requested.
+	Models map[string]string `json:"models,omitempty"`
+	// AutoPauseOnWarning rests the account when its 5-hour window reaches
+	// allowed_warning, until the window resets.
+	AutoPauseOnWarning bool `json:"auto_pause_on_warning,omitempty"`
+	// SerialQueue lets at most one user turn at a time reach the account,
+	// with a minimum gap between turns.
+	SerialQueue bool `json:"serial_queue,omitempty"`
+	// UnifiedUserAgent sends every request of the account with one user
+	// agent: the newest real Claude Code one seen.
+	UnifiedUserAgent bool `json:"unified_user_agent,omitempty"`
+	// InterceptWarmup answers Claude Code's warmup and title requests
+	// locally instead of spending the account's quota on them.
+	InterceptWarmup bool `json:"intercept_warmup,omitempty"`
+}
+
+// Window statuses, as the upstream's anthropic-ratelimit-unified-5h-status
+// reports them.
+const (
+	WindowAllowed  = "allowed"
+	WindowWarning  = "allowed_warning"
+	WindowRejected = "rejected"
+)
+
+// Window is one quota window of a subscription account.
+type Window struct {
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Status string    `json:"status"` // WindowAllowed, WindowWarning, WindowRejected
+}
+
+// Quota is the upstream's latest word on an account's limits.
+type Quota struct {
+	// Window5h is the current 5-hour window; zero when never reported.
+	Window5h Window `json:"window_5h"`
+	// FamilyLimits maps a model family ("opus", "sonnet", "haiku") to the
+	// time its rate limit ends. A limited family is not routed to the
+	// account; the others still are.
+	FamilyLimits map[string]time.Time `json:"family_limits,omitempty"`
+}
+
+// FamilyLimited reports whether family is rate limited at now, and until when.
+func (q Quota) FamilyLimited(family string, now time.Time) (time.Time, bool) {
+	t, ok := q.FamilyLimits[family]
+	return t, ok && now.Before(t)
 }
 
 // Status reports the account's state at now: active, disabled, or the
