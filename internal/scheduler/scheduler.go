@@ -1,7 +1,9 @@
 // Package scheduler chooses the upstream account for a request: the
 // conversation's sticky account when it can still serve, else the enabled,
 // schedulable, resting-free account with the lowest priority number, least
-// recently used first. It keeps a snapshot of the accounts in memory
+// recently used first. An account can rest as a whole (a cooldown) or for
+// one model family only (a family rate limit), so an Opus limit leaves the
+// account routable for Sonnet. It keeps a snapshot of the accounts in memory
 // (reloaded when the store's change version moves) so a choice costs no
 // store round trip, and it writes cooldowns through to the store so the
 // CLI and other instances see them.
@@ -46,8 +48,49 @@ type Request struct {
 	// Session is the sticky key (relay key, platform and conversation
 	// id); empty means no stickiness.
 	Session string
+	// Family is the model family ("opus", "sonnet", …); an account whose
+	// quota limits that family rests for this request. "" skips the check.
+	Family string
+	// Serves, when set, says whether an account can serve the request at
+	// all (model allow-list, plan, client). Accounts it refuses do not
+	// count: if none is left the answer is a *NoAccountError.
+	Serves func(store.Account) bool
 	// Exclude holds accounts already tried for this request.
 	Exclude map[store.AccountID]bool
+}
+
+// serves reports whether a can ever serve req (resting or not).
+func (req Request) serves(a *store.Account) bool {
+	return a.Platform == req.Platform && !a.Disabled && !a.Unschedulable &&
+		(req.Serves == nil || req.Serves(*a))
+}
+
+// restsUntil reports whether a cannot serve req at now because it rests,
+// as a whole or for the request's model family, and until when (zero when
+// the rest has no end known).
+func (req Request) restsUntil(a *store.Account, now time.Time) (time.Time, bool) {
+	var until time.Time
+	resting := false
+	if !a.Available(now) {
+		resting = true
+		if a.CooldownUntil != nil {
+			until = *a.CooldownUntil
+		}
+	}
+	if req.Family != "" {
+		if t, limited := a.Quota.FamilyLimited(req.Family, now); limited {
+			resting = true
+			until = later(until, t)
+		}
+	}
+	return until, resting
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Options tune a Scheduler.
@@ -61,6 +104,9 @@ type Scheduler struct {
 	st        store.Store
 	stickyTTL time.Duration
 	now       func() time.Time
+
+	// quotaMu orders quota writes, so the store ends with the last one.
+	quotaMu sync.Mutex
 
 	mu       sync.Mutex
 	accounts []store.Account
@@ -142,9 +188,10 @@ func (s *Scheduler) usable(id store.AccountID, req Request, now time.Time) (stor
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, a := range s.accounts {
-		if a.ID == id {
-			return a, a.Platform == req.Platform && a.Available(now)
+	for i := range s.accounts {
+		if a := &s.accounts[i]; a.ID == id {
+			_, resting := req.restsUntil(a, now)
+			return *a, req.serves(a) && !resting
 		}
 	}
 	return store.Account{}, false
@@ -158,16 +205,16 @@ func (s *Scheduler) choose(req Request, now time.Time) (store.Account, error) {
 	var earliest time.Time
 	for i := range s.accounts {
 		a := &s.accounts[i]
-		if a.Platform != req.Platform || a.Disabled || a.Unschedulable {
+		if !req.serves(a) {
 			continue
 		}
 		enabled++
 		if req.Exclude[a.ID] {
 			continue
 		}
-		if !a.Available(now) {
-			if a.CooldownUntil != nil && (earliest.IsZero() || a.CooldownUntil.Before(earliest)) {
-				earliest = *a.CooldownUntil
+		if until, resting := req.restsUntil(a, now); resting {
+			if !until.IsZero() && (earliest.IsZero() || until.Before(earliest)) {
+				earliest = until
 			}
 			continue
 		}
@@ -233,25 +280,82 @@ func (s *Scheduler) Rest(ctx context.Context, id store.AccountID, kind store.Coo
 	return s.st.SetCooldown(ctx, id, kind, until, reason)
 }
 
-// Recovery reports the earliest end of a cooldown when every enabled,
-// schedulable account of the platform is resting; ok is false when one of
-// them can serve now or none exists.
-func (s *Scheduler) Recovery(p store.Platform) (until time.Time, ok bool) {
+// Recovery reports the earliest end of a rest when every account that
+// could serve req (Exclude aside) is resting; ok is false when one of them
+// can serve now or none exists.
+func (s *Scheduler) Recovery(req Request) (until time.Time, ok bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, a := range s.accounts {
-		if a.Platform != p || a.Disabled || a.Unschedulable {
+	for i := range s.accounts {
+		a := &s.accounts[i]
+		if !req.serves(a) {
 			continue
 		}
-		if a.Available(now) || a.CooldownUntil == nil {
+		t, resting := req.restsUntil(a, now)
+		if !resting || t.IsZero() {
 			return time.Time{}, false
 		}
-		if until.IsZero() || a.CooldownUntil.Before(until) {
-			until = *a.CooldownUntil
+		if until.IsZero() || t.Before(until) {
+			until = t
 		}
 	}
 	return until, !until.IsZero()
+}
+
+// LimitFamily rests the account for one model family until the given
+// time: requests for other families may still go there.
+func (s *Scheduler) LimitFamily(ctx context.Context, id store.AccountID, family string, until time.Time) error {
+	return s.updateQuota(ctx, id, func(q *store.Quota) bool {
+		if old, ok := q.FamilyLimits[family]; ok && old.Equal(until) {
+			return false
+		}
+		limits := make(map[string]time.Time, len(q.FamilyLimits)+1)
+		now := s.now()
+		for f, t := range q.FamilyLimits {
+			if now.Before(t) { // ended limits are dropped on the way
+				limits[f] = t
+			}
+		}
+		limits[family] = until
+		q.FamilyLimits = limits
+		return true
+	})
+}
+
+// ObserveWindow records the account's current 5-hour window as the
+// upstream reported it. The store is written only when the window or its
+// status changed, not on every response.
+func (s *Scheduler) ObserveWindow(ctx context.Context, id store.AccountID, w store.Window) error {
+	return s.updateQuota(ctx, id, func(q *store.Quota) bool {
+		if q.Window5h.Start.Equal(w.Start) && q.Window5h.End.Equal(w.End) && q.Window5h.Status == w.Status {
+			return false
+		}
+		q.Window5h = w
+		return true
+	})
+}
+
+// updateQuota applies change to the account's quota in the snapshot and,
+// when change reports a difference, writes it through to the store.
+func (s *Scheduler) updateQuota(ctx context.Context, id store.AccountID, change func(*store.Quota) bool) error {
+	s.quotaMu.Lock()
+	defer s.quotaMu.Unlock()
+	s.mu.Lock()
+	var q store.Quota
+	found := false
+	for i := range s.accounts {
+		if a := &s.accounts[i]; a.ID == id {
+			found = change(&a.Quota)
+			q = a.Quota
+			break
+		}
+	}
+	s.mu.Unlock()
+	if !found {
+		return nil
+	}
+	return s.st.SetAccountQuota(ctx, id, q)
 }
 
 // FlushTouches writes the last-used times gathered since the previous flush.

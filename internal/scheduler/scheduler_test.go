@@ -139,7 +139,7 @@ func TestNoAccountAndAllCooling(t *testing.T) {
 	if !errors.As(err, &cooling) || !cooling.Until.Equal(until) {
 		t.Fatalf("err = %v, want CoolingError until %v", err, until)
 	}
-	if got, ok := s.Recovery(store.PlatformClaude); !ok || !got.Equal(until) {
+	if got, ok := s.Recovery(Request{Platform: store.PlatformClaude}); !ok || !got.Equal(until) {
 		t.Fatalf("Recovery = %v %v", got, ok)
 	}
 	// The cooldown reached the store, where the CLI reads it.
@@ -174,5 +174,118 @@ func TestReloadSeesStoreChangesAndTouchesFlush(t *testing.T) {
 	a, _ := st.GetAccount(ctx, "z")
 	if a.LastUsedAt == nil {
 		t.Fatal("last_used_at not flushed")
+	}
+}
+
+func TestFamilyLimitLeavesOtherFamiliesRoutable(t *testing.T) {
+	s, st, clk := setup(t, store.Account{ID: "a", Name: "a", Priority: 10}, store.Account{ID: "b", Name: "b", Priority: 20})
+	ctx := context.Background()
+	opus := Request{Platform: store.PlatformClaude, Model: "claude-opus-4-5", Family: "opus"}
+	sonnet := Request{Platform: store.PlatformClaude, Model: "claude-sonnet-4-5", Family: "sonnet"}
+	until := clk.Now().Add(time.Hour)
+	if err := s.LimitFamily(ctx, "a", "opus", until); err != nil {
+		t.Fatal(err)
+	}
+	if got := pick(t, s, opus); got != "b" {
+		t.Fatalf("opus went to %s, whose opus limit runs", got)
+	}
+	if got := pick(t, s, sonnet); got != "a" {
+		t.Fatalf("sonnet went to %s; the opus limit of a must not stop sonnet", got)
+	}
+	// Sticky: a conversation bound to a moves away for opus only.
+	if err := st.SetSticky(ctx, "conv", "a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	opus.Session = "conv"
+	if got := pick(t, s, opus); got != "b" {
+		t.Fatalf("sticky opus request stayed on the limited account: %s", got)
+	}
+	// Both limited: the wait is the earliest family reset, and Recovery says so.
+	if err := s.LimitFamily(ctx, "b", "opus", until.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	opus.Session = ""
+	_, err := s.Pick(ctx, opus)
+	var cooling *CoolingError
+	if !errors.As(err, &cooling) || !cooling.Until.Equal(until) {
+		t.Fatalf("all opus-limited: err = %v, want CoolingError until %v", err, until)
+	}
+	if got, ok := s.Recovery(opus); !ok || !got.Equal(until) {
+		t.Fatalf("Recovery(opus) = %v %v", got, ok)
+	}
+	if _, ok := s.Recovery(sonnet); ok {
+		t.Fatal("Recovery(sonnet) reported a wait although sonnet can be served")
+	}
+	// The limit reached the store (the CLI shows it; other instances route by it).
+	a, err := st.GetAccount(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := a.Quota.FamilyLimited("opus", clk.Now()); !ok || !got.Equal(until) {
+		t.Fatalf("stored quota = %+v", a.Quota)
+	}
+	// At the reset the family comes back by itself.
+	clk.Add(time.Hour + time.Second)
+	if got := pick(t, s, opus); got != "a" {
+		t.Fatalf("after the reset opus went to %s, want a", got)
+	}
+	// A reload from the store keeps the limit of b.
+	if err := s.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pick(t, s, opus); got != "a" {
+		t.Fatalf("after reload: %s", got)
+	}
+}
+
+func TestServesFilterIsNotACooldown(t *testing.T) {
+	s, _, _ := setup(t, store.Account{ID: "free", Name: "free", Priority: 1, Plan: "free"}, store.Account{ID: "max", Name: "max", Priority: 50, Plan: "max"})
+	noFreeOpus := func(a store.Account) bool { return a.Plan != "free" }
+	if got := pick(t, s, Request{Model: "claude-opus-4-5", Serves: noFreeOpus}); got != "max" {
+		t.Fatalf("opus went to %s", got)
+	}
+	if got := pick(t, s, Request{Model: "claude-sonnet-4-5"}); got != "free" {
+		t.Fatalf("sonnet went to %s, want the priority-1 free account", got)
+	}
+	_, err := s.Pick(context.Background(), Request{Platform: store.PlatformClaude, Model: "claude-opus-4-5",
+		Serves: func(store.Account) bool { return false }})
+	var none *NoAccountError
+	if !errors.As(err, &none) {
+		t.Fatalf("nothing serves: err = %v, want NoAccountError (not a cooldown)", err)
+	}
+}
+
+func TestObserveWindowWritesOnlyChanges(t *testing.T) {
+	s, st, clk := setup(t, store.Account{ID: "a", Name: "a"})
+	ctx := context.Background()
+	start := clk.Now().Truncate(time.Hour)
+	w := store.Window{Start: start, End: start.Add(5 * time.Hour), Status: store.WindowAllowed}
+	v0, _ := st.ChangeVersion(ctx)
+	for range 3 {
+		if err := s.ObserveWindow(ctx, "a", w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1, _ := st.ChangeVersion(ctx)
+	if v1 == v0 {
+		t.Fatal("the first window was not written")
+	}
+	w.Status = store.WindowWarning
+	if err := s.ObserveWindow(ctx, "a", w); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := st.ChangeVersion(ctx)
+	if v2 == v1 {
+		t.Fatal("the status change was not written")
+	}
+	if err := s.ObserveWindow(ctx, "a", w); err != nil {
+		t.Fatal(err)
+	}
+	if v3, _ := st.ChangeVersion(ctx); v3 != v2 {
+		t.Fatalf("an unchanged window was written again (version %d → %d)", v2, v3)
+	}
+	a, _ := st.GetAccount(ctx, "a")
+	if !a.Quota.Window5h.End.Equal(w.End) || a.Quota.Window5h.Status != store.WindowWarning {
+		t.Fatalf("stored window = %+v", a.Quota.Window5h)
 	}
 }
