@@ -52,7 +52,10 @@ type Options struct {
 	// OAuth server issued and that are still valid, as the real API does
 	// for subscription accounts: such a request must carry the OAuth beta
 	// (oauth-2025-04-20) in anthropic-beta, and an expired or unknown token
-	// is refused with the real API's error text.
+	// is refused with the real API's error text. Replies to such requests
+	// carry the subscription's anthropic-ratelimit-unified-* headers, and
+	// its limits are enforced (see SetWindow and LimitFamily); API-key
+	// replies carry none.
 	OAuth *OAuth
 	// Deltas is the number of text deltas per stream (default 5). The reply
 	// text for a given count is ReplyText(Deltas).
@@ -72,7 +75,8 @@ type Options struct {
 // a healthy answer. Faults are applied in this order: FirstByteDelay and
 // Hang (they model the network, so they precede everything), then the fake's
 // own validation (a wrong request is rejected as the real API would, even if
-// a fault was queued), then Status, then the stream faults.
+// a fault was queued), then the subscription limits of an OAuth request,
+// then Status, then the stream faults.
 type Fault struct {
 	// Status, when non-zero and not 200, answers with this status and an
 	// Anthropic error body whose error.type fits the status (400
@@ -84,7 +88,8 @@ type Fault struct {
 	// (for golden or malformed streams).
 	Status int
 	// Header holds extra response headers, set on any reply under this fault
-	// (for example retry-after or anthropic-ratelimit-unified-reset).
+	// (for example retry-after or anthropic-ratelimit-unified-reset). They
+	// win over the unified headers the fake reports for OAuth requests.
 	Header http.Header
 	// Body replaces the generated error body (or the success body with
 	// Status 200).
@@ -144,6 +149,7 @@ type Anthropic struct {
 	requests []Request
 	messages int
 	seq      uint64
+	quota    quota
 }
 
 // NewAnthropic returns the fake as a bare handler, for callers that serve it
@@ -156,7 +162,7 @@ func NewAnthropic(opts Options) *Anthropic {
 		opts.Usage = DefaultUsage()
 	}
 	opts.APIKeys = append([]string(nil), opts.APIKeys...)
-	return &Anthropic{opts: opts, closed: make(chan struct{})}
+	return &Anthropic{opts: opts, closed: make(chan struct{}), quota: newQuota(time.Now())}
 }
 
 // StartAnthropic runs a new fake on an httptest server on 127.0.0.1 and
@@ -227,7 +233,7 @@ func (a *Anthropic) Requests() []Request {
 }
 
 // Reset forgets recorded requests, the /v1/messages count and queued
-// faults. The default fault stays.
+// faults. The default fault and the subscription quota stay.
 func (a *Anthropic) Reset() {
 	a.mu.Lock()
 	defer a.mu.Unlock()

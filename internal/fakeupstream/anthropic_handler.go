@@ -61,12 +61,14 @@ func (a *Anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.FirstByteDelay > 0 && !a.pause(ctx, f.FirstByteDelay) {
 		return
 	}
+	pinned := http.Header{}
 	for k, vs := range f.Header {
 		for _, v := range vs {
 			w.Header().Add(k, v)
+			pinned.Add(k, v)
 		}
 	}
-	rep := replier{w: w, gzip: f.Gzip, requestID: reqID}
+	rep := replier{w: w, gzip: f.Gzip, requestID: reqID, pinned: pinned}
 
 	if tooLarge {
 		rep.error(http.StatusRequestEntityTooLarge, "Request exceeds the maximum allowed number of bytes.", "")
@@ -75,16 +77,20 @@ func (a *Anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	switch {
 	case isMessages:
-		if !a.checkCommon(rep, r) {
+		sub, ok := a.checkCommon(rep, r)
+		if !ok {
 			return
 		}
 		req, ok := checkMessageBody(rep, body, true)
 		if !ok {
 			return
 		}
+		if sub != nil && sub.refuse(rep, req.model) {
+			return
+		}
 		a.serveMessage(ctx, rep, req, f, seq)
 	case r.URL.Path == "/v1/messages/count_tokens" && r.Method == http.MethodPost:
-		if !a.checkCommon(rep, r) {
+		if _, ok := a.checkCommon(rep, r); !ok {
 			return
 		}
 		if _, ok := checkMessageBody(rep, body, false); !ok {
@@ -92,12 +98,12 @@ func (a *Anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rep.json(http.StatusOK, map[string]int64{"input_tokens": max(1, int64(len(body)/4))})
 	case r.URL.Path == "/v1/models" && r.Method == http.MethodGet:
-		if !a.checkCommon(rep, r) {
+		if _, ok := a.checkCommon(rep, r); !ok {
 			return
 		}
 		rep.json(http.StatusOK, modelList())
 	case strings.HasPrefix(r.URL.Path, "/v1/models/") && r.Method == http.MethodGet:
-		if !a.checkCommon(rep, r) {
+		if _, ok := a.checkCommon(rep, r); !ok {
 			return
 		}
 		id := strings.TrimPrefix(r.URL.Path, "/v1/models/")
@@ -130,11 +136,14 @@ func readBody(rc io.ReadCloser) (body []byte, tooLarge bool, err error) {
 
 // checkCommon enforces what every API route requires: a request body without
 // content coding, an accepted credential and the anthropic-version header.
-// It answers the request and returns false when one is missing.
-func (a *Anthropic) checkCommon(rep replier, r *http.Request) bool {
+// It answers the request and returns false when one is missing. For a
+// request authenticated with an OAuth token it sets the unified quota
+// headers, before anything can answer, and returns the quota the request
+// saw; sub is nil for API keys, which have no subscription.
+func (a *Anthropic) checkCommon(rep replier, r *http.Request) (sub *quotaView, ok bool) {
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		rep.error(http.StatusBadRequest, "unsupported request content-encoding: "+ce, "")
-		return false
+		return nil, false
 	}
 	// x-api-key wins over Authorization, so a relay that leaks the client's
 	// x-api-key next to its own bearer token is rejected, not masked.
@@ -146,28 +155,30 @@ func (a *Anthropic) checkCommon(rep replier, r *http.Request) bool {
 	}
 	if cred == "" {
 		rep.error(http.StatusUnauthorized, "x-api-key header is required", "")
-		return false
+		return nil, false
 	}
 	bearer := r.Header.Get("X-Api-Key") == ""
 	switch {
 	case a.opts.OAuth != nil && bearer && strings.HasPrefix(cred, oauthAccessPrefix):
 		if !a.opts.OAuth.AccessTokenValid(cred) {
 			rep.error(http.StatusUnauthorized, "OAuth token has expired. Please obtain a new token or refresh your existing token.", "")
-			return false
+			return nil, false
 		}
 		if !hasBeta(r.Header, "oauth-2025-04-20") {
 			rep.error(http.StatusUnauthorized, "OAuth authentication is currently not supported.", "")
-			return false
+			return nil, false
 		}
+		sub = a.quotaAt(time.Now())
+		sub.report(rep)
 	case !a.accepts(cred):
 		rep.error(http.StatusUnauthorized, "invalid x-api-key", "")
-		return false
+		return nil, false
 	}
 	if r.Header.Get("Anthropic-Version") == "" {
 		rep.error(http.StatusBadRequest, "anthropic-version: header is required", "")
-		return false
+		return nil, false
 	}
-	return true
+	return sub, true
 }
 
 func (a *Anthropic) accepts(cred string) bool {
@@ -243,7 +254,6 @@ func (a *Anthropic) serveMessage(ctx context.Context, rep replier, req messageRe
 		return
 	}
 	h := rep.w.Header()
-	h.Set("anthropic-ratelimit-unified-status", "allowed")
 	if f.Status == http.StatusOK && f.Body != "" {
 		ct := "application/json"
 		if req.stream {
@@ -284,11 +294,22 @@ func (a *Anthropic) serveMessage(ctx context.Context, rep replier, req messageRe
 	rep.raw(http.StatusOK, b, cut)
 }
 
-// replier writes one answer, honouring the Gzip fault.
+// replier writes one answer, honouring the Gzip and Header faults.
 type replier struct {
 	w         http.ResponseWriter
 	gzip      bool
 	requestID string
+	// pinned holds the fault's headers, which the fake's own must not
+	// replace.
+	pinned http.Header
+}
+
+// setHeader sets a header the fake generates unless the fault pinned it.
+func (rep replier) setHeader(key, value string) {
+	if len(rep.pinned.Values(key)) > 0 {
+		return
+	}
+	rep.w.Header().Set(key, value)
 }
 
 // errorTypeFor maps a status to the error.type the real API uses for it.
