@@ -44,6 +44,9 @@ type Outcome struct {
 	// Cooldown and Until say how long the account rests (Failover only).
 	Cooldown store.CooldownKind
 	Until    time.Time
+	// Family, when set, narrows the rest to one model family ("opus"):
+	// the account stays routable for the others.
+	Family string
 	// Status is the upstream HTTP status (0 for transport errors).
 	Status int
 	// Reason is a short human text for logs and `crs accounts list`.

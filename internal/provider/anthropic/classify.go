@@ -121,3 +121,33 @@ func errorMessage(body []byte) string {
 	}
 	return s
 }
+
+// ScopeRateLimit narrows a 429 outcome for model to the model's family when
+// the answer carries the subscription quota headers
+// (anthropic-ratelimit-unified-*) and they do not say that a limit covering
+// every model (the 5-hour or the weekly window) is exhausted: a
+// subscription's Opus quota running out must not stop its Sonnet traffic.
+// When they do say so, the whole account rests until that window resets.
+// A 429 without those headers (API keys, or a burst limit) keeps resting
+// the whole account briefly, as Classify decided. Other outcomes, and
+// models of no known family, are returned unchanged.
+func ScopeRateLimit(now time.Time, o provider.Outcome, h http.Header, model string) provider.Outcome {
+	if o.Kind != provider.Failover || o.Cooldown != store.CooldownRateLimited {
+		return o
+	}
+	lim, ok := ReadLimits(h)
+	if !ok {
+		return o
+	}
+	if until, wide := lim.AccountWide(); wide {
+		if d := until.Sub(now); d > 0 {
+			o.Until = now.Add(min(d, MaxCooldown))
+		}
+		return o
+	}
+	if fam := Family(model); fam != "" {
+		o.Family = fam
+		o.Reason = fam + " " + o.Reason
+	}
+	return o
+}

@@ -87,3 +87,42 @@ func TestClassifyStreamErrorAndTransport(t *testing.T) {
 		t.Errorf("transport: %+v", o)
 	}
 }
+
+func TestScopeRateLimit(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	unix := func(d time.Duration) string { return strconv.FormatInt(now.Add(d).Unix(), 10) }
+	quota := func(kv ...string) http.Header {
+		h := http.Header{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			h.Set("anthropic-ratelimit-unified-"+kv[i], kv[i+1])
+		}
+		return h
+	}
+	for _, c := range []struct {
+		name   string
+		model  string
+		h      http.Header
+		family string
+		rest   time.Duration
+	}{
+		{"opus weekly limit: opus only", "claude-opus-4-5", quota("status", "rejected", "reset", unix(3*time.Hour),
+			"representative-claim", "seven_day_opus", "5h-status", "allowed", "5h-reset", unix(time.Hour)), "opus", 3 * time.Hour},
+		{"sonnet, dated and prefixed", "anthropic/claude-sonnet-4-5-20250929", quota("status", "rejected", "reset", unix(time.Hour)), "sonnet", time.Hour},
+		{"5-hour window rejected: whole account until its reset", "claude-opus-4-5", quota("status", "rejected", "reset", unix(2*time.Hour),
+			"5h-status", "rejected", "5h-reset", unix(2*time.Hour)), "", 2 * time.Hour},
+		{"no quota headers (API key): whole account, as classified", "claude-opus-4-5", http.Header{"Retry-After": {"30"}}, "", 30 * time.Second},
+		{"unknown family: whole account", "gpt-5", quota("status", "rejected", "reset", unix(time.Hour)), "", time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := ScopeRateLimit(now, Classify(now, 429, c.h, errBody("rate_limit_error", "limited")), c.h, c.model)
+			if o.Kind != provider.Failover || o.Cooldown != store.CooldownRateLimited || o.Family != c.family || o.Until.Sub(now) != c.rest {
+				t.Fatalf("got family %q rest %v (%+v), want family %q rest %v", o.Family, o.Until.Sub(now), o, c.family, c.rest)
+			}
+		})
+	}
+	// Other outcomes pass unchanged.
+	o529 := Classify(now, 529, http.Header{}, nil)
+	if got := ScopeRateLimit(now, o529, quota("status", "rejected"), "claude-opus-4-5"); got != o529 {
+		t.Fatalf("a 529 was changed: %+v", got)
+	}
+}
