@@ -97,7 +97,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	e.Admin.OAuth.HTTPClient = pool.Client
 	sched := scheduler.New(e.Store, scheduler.Options{StickyTTL: cfg.StickyTTL})
 	tokens := &oauth.Refresher{
-		Store: e.Store, Box: e.Box, Logger: log,
+		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead,
 		Client: func(a store.Account) (*oauth.Client, error) {
 			proxy, err := e.Box.Open(a.SealedProxy)
 			if err != nil {
@@ -116,6 +116,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		MaxAttempts:       cfg.MaxAttempts,
 		FirstEventTimeout: cfg.FirstEventTimeout,
 		FailoverDeadline:  cfg.FailoverDeadline,
+		ClaudeCodeOnly:    cfg.ClaudeCodeOnly,
+		SerialGap:         cfg.UserMessageQueueDelay,
+		SerialTimeout:     cfg.UserMessageQueueTimeout,
 	}, relay.Deps{
 		Keys:      relay.NewKeyCache(e.Store, nil),
 		Scheduler: sched,
@@ -124,6 +127,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Pool:      pool,
 		Box:       e.Box,
 		Tokens:    tokens,
+		Locks:     e.Store,
 		Logger:    log,
 	})
 	if err := rl.Refresh(ctx); err != nil {
@@ -249,20 +253,21 @@ func watch(ctx context.Context, changeVersion func(context.Context) (uint64, err
 }
 
 // refreshAhead refreshes OAuth tokens before they expire, so requests
-// rarely wait for a refresh.
+// rarely wait for a refresh: once at start (a server that was down may find
+// tokens already due) and then every refreshEvery.
 func refreshAhead(ctx context.Context, tokens *oauth.Refresher, log *slog.Logger) {
 	t := time.NewTicker(refreshEvery)
 	defer t.Stop()
 	for {
+		if n, err := tokens.RefreshDue(ctx); err != nil {
+			log.Warn("background token refresh", "refreshed", n, "err", err)
+		} else if n > 0 {
+			log.Info("background token refresh", "refreshed", n)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := tokens.RefreshDue(ctx); err != nil {
-				log.Warn("background token refresh", "refreshed", n, "err", err)
-			} else if n > 0 {
-				log.Info("background token refresh", "refreshed", n)
-			}
 		}
 	}
 }

@@ -47,6 +47,19 @@ type Config struct {
 	// has moved before; a deployment can follow the next move without a new
 	// release.
 	ClaudeOAuth oauth.Endpoints
+	// RefreshAhead is how long before expiry an OAuth access token is
+	// refreshed in the background (CLAUDE_OAUTH_REFRESH_AHEAD).
+	RefreshAhead time.Duration
+	// ClaudeCodeOnly keeps subscription accounts for real Claude Code
+	// traffic; other clients are served by API-key accounts only
+	// (CLAUDE_CODE_ONLY).
+	ClaudeCodeOnly bool
+	// UserMessageQueueDelay and UserMessageQueueTimeout tune the serial
+	// user-message queue of accounts that enable it: the minimum gap between
+	// user turns, and the longest wait for a turn before another account is
+	// tried (USER_MESSAGE_QUEUE_DELAY, USER_MESSAGE_QUEUE_TIMEOUT).
+	UserMessageQueueDelay   time.Duration
+	UserMessageQueueTimeout time.Duration
 	// Location is the zone of daily usage boundaries (TIMEZONE, an IANA
 	// name); the machine's zone when unset.
 	Location *time.Location
@@ -96,6 +109,10 @@ func Vars() []Var {
 		{"CLAUDE_OAUTH_TOKEN_URL", oauth.DefaultClaudeEndpoints().TokenURL, "Claude OAuth token endpoint (code exchange and refresh)"},
 		{"CLAUDE_OAUTH_PROFILE_URL", oauth.DefaultClaudeEndpoints().ProfileURL, "Claude OAuth profile endpoint (account plan)"},
 		{"CLAUDE_OAUTH_USAGE_URL", oauth.DefaultClaudeEndpoints().UsageURL, "Claude OAuth usage endpoint (subscription quota)"},
+		{"CLAUDE_OAUTH_REFRESH_AHEAD", "5m", "refresh OAuth access tokens this long before they expire"},
+		{"CLAUDE_CODE_ONLY", "false", "true: subscription accounts serve only real Claude Code; other clients use API-key accounts"},
+		{"USER_MESSAGE_QUEUE_DELAY", "200ms", "minimum gap between user turns on accounts with the serial queue"},
+		{"USER_MESSAGE_QUEUE_TIMEOUT", "60s", "longest wait for an account's serial queue before another account is tried"},
 		{"TIMEZONE", "(machine zone)", "IANA zone for daily usage boundaries, e.g. Asia/Shanghai"},
 		{"TRUST_PROXY", "(none)", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted"},
 		{"REQUEST_MAX_SIZE_MB", "60", "largest accepted request body, MiB"},
@@ -129,15 +146,19 @@ func Load(getenv func(string) string) (Config, error) {
 			ProfileURL:   p.endpointURL("CLAUDE_OAUTH_PROFILE_URL", oauthDefaults.ProfileURL),
 			UsageURL:     p.endpointURL("CLAUDE_OAUTH_USAGE_URL", oauthDefaults.UsageURL),
 		},
-		Location:          p.zone("TIMEZONE"),
-		TrustProxy:        p.prefixes("TRUST_PROXY"),
-		MaxBodyBytes:      int64(p.intRange("REQUEST_MAX_SIZE_MB", 60, 1, 4096)) << 20,
-		StickyTTL:         time.Duration(p.intRange("STICKY_SESSION_TTL_HOURS", 1, 1, 24*30)) * time.Hour,
-		MaxAttempts:       p.intRange("UPSTREAM_MAX_ATTEMPTS", 3, 1, 20),
-		FirstEventTimeout: p.duration("UPSTREAM_FIRST_EVENT_TIMEOUT", 120*time.Second),
-		FailoverDeadline:  p.duration("UPSTREAM_FAILOVER_DEADLINE", 180*time.Second),
-		ShutdownTimeout:   p.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
-		PprofAddr:         strings.TrimSpace(getenv("PPROF_ADDR")),
+		RefreshAhead:            p.duration("CLAUDE_OAUTH_REFRESH_AHEAD", oauth.DefaultRefreshAhead),
+		ClaudeCodeOnly:          p.boolean("CLAUDE_CODE_ONLY", false),
+		UserMessageQueueDelay:   p.duration("USER_MESSAGE_QUEUE_DELAY", 200*time.Millisecond),
+		UserMessageQueueTimeout: p.duration("USER_MESSAGE_QUEUE_TIMEOUT", 60*time.Second),
+		Location:                p.zone("TIMEZONE"),
+		TrustProxy:              p.prefixes("TRUST_PROXY"),
+		MaxBodyBytes:            int64(p.intRange("REQUEST_MAX_SIZE_MB", 60, 1, 4096)) << 20,
+		StickyTTL:               time.Duration(p.intRange("STICKY_SESSION_TTL_HOURS", 1, 1, 24*30)) * time.Hour,
+		MaxAttempts:             p.intRange("UPSTREAM_MAX_ATTEMPTS", 3, 1, 20),
+		FirstEventTimeout:       p.duration("UPSTREAM_FIRST_EVENT_TIMEOUT", 120*time.Second),
+		FailoverDeadline:        p.duration("UPSTREAM_FAILOVER_DEADLINE", 180*time.Second),
+		ShutdownTimeout:         p.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
+		PprofAddr:               strings.TrimSpace(getenv("PPROF_ADDR")),
 	}
 	if c.PprofAddr != "" {
 		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
@@ -196,6 +217,19 @@ func (p *parser) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+func (p *parser) boolean(name string, def bool) bool {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, fmt.Sprintf("want true or false, got %q", v))
+		return def
+	}
+	return b
 }
 
 func (p *parser) oneOf(name, def string, allowed ...string) string {

@@ -40,6 +40,10 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"CLAUDE_OAUTH_TOKEN_URL":       "ftp://x/token",
 		"CLAUDE_OAUTH_PROFILE_URL":     "https://x/profile?a=1",
 		"CLAUDE_OAUTH_USAGE_URL":       "https://x/usage#frag",
+		"CLAUDE_OAUTH_REFRESH_AHEAD":   "soon",
+		"CLAUDE_CODE_ONLY":             "maybe",
+		"USER_MESSAGE_QUEUE_DELAY":     "0",
+		"USER_MESSAGE_QUEUE_TIMEOUT":   "-5s",
 	} {
 		_, err := Load(env(map[string]string{name: val}))
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -53,9 +57,14 @@ func TestParsesValues(t *testing.T) {
 		"HOST": "127.0.0.1", "PORT": "8080", "TIMEZONE": "Asia/Shanghai",
 		"TRUST_PROXY": "10.0.0.0/8, 127.0.0.1", "REQUEST_MAX_SIZE_MB": "2",
 		"CLAUDE_API_URL": "http://127.0.0.1:9/", "LOG_LEVEL": "DEBUG",
+		"CLAUDE_OAUTH_REFRESH_AHEAD": "10m", "CLAUDE_CODE_ONLY": "true",
+		"USER_MESSAGE_QUEUE_DELAY": "1s", "USER_MESSAGE_QUEUE_TIMEOUT": "90s",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.RefreshAhead != 10*time.Minute || !c.ClaudeCodeOnly || c.UserMessageQueueDelay != time.Second || c.UserMessageQueueTimeout != 90*time.Second {
+		t.Fatalf("parsed: ahead %v, cc-only %v, queue %v/%v", c.RefreshAhead, c.ClaudeCodeOnly, c.UserMessageQueueDelay, c.UserMessageQueueTimeout)
 	}
 	if c.Addr() != "127.0.0.1:8080" || c.Location.String() != "Asia/Shanghai" || len(c.TrustProxy) != 2 ||
 		c.MaxBodyBytes != 2<<20 || c.ClaudeAPIURL != "http://127.0.0.1:9" || c.LogLevel != "debug" {

@@ -31,12 +31,17 @@ const nonStreamTimeout = 10 * time.Minute
 // call is one client request on an Anthropic route, across its attempts.
 type call struct {
 	key     store.Key
+	header  http.Header
 	path    string // vendor path, "/v1/messages"
 	body    []byte
 	model   string
+	family  string // the model's family ("opus"), "" when unknown
 	stream  bool
 	sticky  string
 	metered bool // records usage (messages), or not (count_tokens)
+	// noSubscription keeps the call off subscription accounts: it does not
+	// come from Claude Code and CLAUDE_CODE_ONLY is on.
+	noSubscription bool
 	// committed is set once the client was answered (anything written).
 	committed bool
 	// refreshed lists OAuth accounts already force-refreshed after a 401.
@@ -44,6 +49,56 @@ type call struct {
 	start     time.Time
 	id        string
 	attempts  int
+
+	// Lazily computed facts about the body (0 unknown, 1 no, 2 yes).
+	claudeCodeMemo, warmupMemo, userTurnMemo int8
+}
+
+func memo(m *int8, f func() bool) bool {
+	if *m == 0 {
+		*m = 1
+		if f() {
+			*m = 2
+		}
+	}
+	return *m == 2
+}
+
+// claudeCode reports whether the request comes from real Claude Code.
+func (c *call) claudeCode() bool {
+	return memo(&c.claudeCodeMemo, func() bool { return anthropic.IsClaudeCode(c.header, c.body) })
+}
+
+// warmup reports whether the request is Claude Code's warmup or title call.
+func (c *call) warmup() bool {
+	return memo(&c.warmupMemo, func() bool { return anthropic.IsWarmup(c.body) })
+}
+
+// userTurn reports whether the request carries a person's new message (not
+// a tool result of the agent loop).
+func (c *call) userTurn() bool {
+	return memo(&c.userTurnMemo, func() bool { return anthropic.IsUserTurn(c.body) })
+}
+
+// serves says whether an account can take the call at all: its model
+// allow-list, its plan (no Opus on a free plan), and the Claude-Code-only
+// rule for subscriptions.
+func (c *call) serves(a store.Account) bool {
+	if _, ok := anthropic.ResolveModel(a.Options.Models, c.model); !ok {
+		return false
+	}
+	if isSubscription(a) {
+		return !c.noSubscription && anthropic.PlanAllows(a.Plan, c.model)
+	}
+	return true
+}
+
+// pick is the scheduler request for the call.
+func (c *call) pick(tried map[store.AccountID]bool) scheduler.Request {
+	return scheduler.Request{
+		Platform: store.PlatformClaude, Model: c.model, Family: c.family,
+		Session: c.sticky, Exclude: tried, Serves: c.serves,
+	}
 }
 
 // failure is a finished attempt that did not reach the client.
@@ -64,7 +119,7 @@ func (r *Relay) CountTokens(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path string, metered bool) {
-	c := &call{path: path, metered: metered, start: r.now(), id: reqid.From(req.Context())}
+	c := &call{path: path, header: req.Header, metered: metered, start: r.now(), id: reqid.From(req.Context())}
 	var ok bool
 	if c.key, ok = r.authenticate(w, req); !ok {
 		return
@@ -86,27 +141,37 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 		return
 	}
 	c.model = f.model.String()
+	c.family = anthropic.Family(c.model)
 	c.stream = metered && f.stream
 	if s := sessionID(req.Header, f); s != "" {
 		c.sticky = string(c.key.ID) + "|" + string(store.PlatformClaude) + "|" + s
 	}
+	if !r.admitClient(w, c) {
+		return
+	}
+	c.noSubscription = r.cfg.ClaudeCodeOnly && !c.claudeCode()
+	r.newest.observe(req.Header)
 
 	ctx := req.Context()
 	deadline := c.start.Add(r.cfg.FailoverDeadline)
 	tried := map[store.AccountID]bool{}
 	var last *failure
 	for c.attempts < r.cfg.MaxAttempts && r.now().Before(deadline) {
-		acct, err := r.sched.Pick(ctx, scheduler.Request{
-			Platform: store.PlatformClaude, Model: c.model, Session: c.sticky, Exclude: tried,
-		})
+		acct, err := r.sched.Pick(ctx, c.pick(tried))
 		if err != nil {
 			if last == nil {
-				r.writeNoAccount(w, err)
+				r.writeNoAccount(w, c, err)
 				return
 			}
 			break
 		}
 		tried[acct.ID] = true
+		if acct.Options.InterceptWarmup && c.metered && c.warmup() {
+			// Claude Code's warmup and title calls cost quota and tell the
+			// user nothing; the account asked for them to be answered here.
+			anthropic.WriteWarmupReply(w, c.model, c.stream)
+			return
+		}
 		c.attempts++
 		failed, done := r.attempt(ctx, w, req, c, acct, deadline)
 		if done {
@@ -123,9 +188,7 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 		r.log.Warn("upstream attempt failed", "request_id", c.id, "attempt", c.attempts,
 			"account", acct.ID, "status", failed.outcome.Status, "reason", failed.outcome.Reason)
 		if failed.outcome.Kind == provider.Failover {
-			if err := r.sched.Rest(context.WithoutCancel(ctx), acct.ID, failed.outcome.Cooldown, failed.outcome.Until, failed.outcome.Reason); err != nil {
-				r.log.Error("cannot record cooldown", "account", acct.ID, "err", err)
-			}
+			r.rest(ctx, acct, failed.outcome)
 		}
 		if ctx.Err() != nil {
 			if shuttingDown(ctx) {
@@ -138,15 +201,23 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 }
 
 // writeNoAccount answers when the scheduler has nothing to offer.
-func (r *Relay) writeNoAccount(w http.ResponseWriter, err error) {
+func (r *Relay) writeNoAccount(w http.ResponseWriter, c *call, err error) {
 	var cooling *scheduler.CoolingError
 	var none *scheduler.NoAccountError
 	switch {
 	case errors.As(err, &cooling):
-		WriteAnthropicError(w, 529, errOverloaded, "crs: "+cooling.Error(), max(time.Second, cooling.Until.Sub(r.now())))
+		msg := "crs: " + cooling.Error()
+		if c.family != "" {
+			msg = fmt.Sprintf("crs: every %s account that can serve %s models is resting or rate limited for them; the first recovers at %s",
+				cooling.Platform, c.family, cooling.Until.UTC().Format(time.RFC3339))
+		}
+		WriteAnthropicError(w, 529, errOverloaded, msg, max(time.Second, cooling.Until.Sub(r.now())))
 	case errors.As(err, &none):
-		WriteAnthropicError(w, http.StatusServiceUnavailable, errAPI,
-			fmt.Sprintf("crs: no enabled account in the %s pool can serve model %q", none.Platform, none.Model), 0)
+		msg := fmt.Sprintf("crs: no enabled account in the %s pool can serve model %q", none.Platform, none.Model)
+		if c.noSubscription {
+			msg += "; subscription accounts serve only Claude Code on this relay (CLAUDE_CODE_ONLY)"
+		}
+		WriteAnthropicError(w, http.StatusServiceUnavailable, errAPI, msg, 0)
 	default:
 		r.log.Error("scheduler failed", "err", err)
 		WriteAnthropicError(w, http.StatusServiceUnavailable, errAPI, "crs: the account store is unavailable", 5*time.Second)
@@ -159,7 +230,7 @@ func (r *Relay) writeExhausted(w http.ResponseWriter, c *call, last *failure) {
 	if last != nil && !last.outcome.Until.IsZero() {
 		retry = max(retry, last.outcome.Until.Sub(r.now()))
 	}
-	if until, ok := r.sched.Recovery(store.PlatformClaude); ok {
+	if until, ok := r.sched.Recovery(c.pick(nil)); ok {
 		retry = max(time.Second, until.Sub(r.now()))
 	}
 	reason := "no attempt was made"
@@ -175,6 +246,18 @@ func (r *Relay) writeExhausted(w http.ResponseWriter, c *call, last *failure) {
 // was written to the client.
 func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Request, c *call, acct store.Account, deadline time.Time) (f *failure, done bool) {
 	fail := func(o provider.Outcome) (*failure, bool) { return &failure{outcome: o, account: acct}, false }
+	release := func() {}
+	if acct.Options.SerialQueue && c.metered && c.userTurn() {
+		var err error
+		if release, err = r.serial.acquire(ctx, acct.ID); err != nil {
+			if ctx.Err() != nil {
+				return nil, true
+			}
+			// Another account may be free: fail over without resting this one.
+			return fail(provider.Outcome{Kind: provider.Failover, Reason: "serial queue: " + err.Error()})
+		}
+		defer release()
+	}
 	client, err := r.clientFor(acct)
 	if err != nil {
 		return fail(provider.Rest(r.now(), store.CooldownCredentialDead, anthropic.CredentialCooldown, 0, err.Error()))
@@ -202,6 +285,9 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 		return fail(*o)
 	}
 	resp, err := client.Do(up)
+	// The upstream counts a request when it is sent: the next user turn
+	// may go as soon as the answer starts.
+	release()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, true
@@ -213,11 +299,12 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 	}
 	defer resp.Body.Close()
 	firstByte := r.now()
+	r.observeLimits(ctx, acct, resp.StatusCode, resp.Header)
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		body := decoded(resp.Header, raw)
-		o := anthropic.Classify(r.now(), resp.StatusCode, resp.Header, body)
+		o := anthropic.ScopeRateLimit(r.now(), anthropic.Classify(r.now(), resp.StatusCode, resp.Header, body), resp.Header, c.model)
 		if o.Kind != provider.ClientError || !g.commit() {
 			if o.Kind == provider.ClientError { // timed out while reading the body
 				o = anthropic.ClassifyTransport(r.now(), errors.New("error body too slow"))
@@ -333,7 +420,7 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 		held.Write(ev.Raw)
 		name := eventName(ev)
 		if name == "error" {
-			o := anthropic.ClassifyStreamError(r.now(), ev.Data)
+			o := anthropic.ScopeRateLimit(r.now(), anthropic.ClassifyStreamError(r.now(), ev.Data), resp.Header, c.model)
 			if o.Kind != provider.ClientError {
 				finish(false)
 				return &failure{outcome: o, account: acct}, false
@@ -397,10 +484,8 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 			// usage is durable.
 			finish(false)
 		case "error":
-			if o := anthropic.ClassifyStreamError(r.now(), ev.Data); o.Kind == provider.Failover {
-				if err := r.sched.Rest(context.WithoutCancel(ctx), acct.ID, o.Cooldown, o.Until, o.Reason); err != nil {
-					r.log.Error("cannot record cooldown", "account", acct.ID, "err", err)
-				}
+			if o := anthropic.ScopeRateLimit(r.now(), anthropic.ClassifyStreamError(r.now(), ev.Data), resp.Header, c.model); o.Kind == provider.Failover {
+				r.rest(ctx, acct, o)
 			}
 		}
 		if _, err := w.Write(ev.Raw); err != nil {

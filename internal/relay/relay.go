@@ -44,6 +44,15 @@ type Config struct {
 	FirstEventTimeout time.Duration
 	// FailoverDeadline bounds all attempts of one request together.
 	FailoverDeadline time.Duration
+	// ClaudeCodeOnly keeps subscription (OAuth, setup-token) accounts for
+	// real Claude Code traffic: other clients go to API-key accounts only.
+	ClaudeCodeOnly bool
+	// SerialGap is the minimum gap between user turns on an account with
+	// the serial_queue option (default 200 ms); SerialTimeout bounds the
+	// wait for the turn (default 60 s), after which another account is
+	// tried.
+	SerialGap     time.Duration
+	SerialTimeout time.Duration
 }
 
 // Relay serves the client-facing API routes.
@@ -56,6 +65,8 @@ type Relay struct {
 	pool   *netx.Pool
 	box    *secret.Box
 	tokens *oauth.Refresher
+	serial *serialQueue
+	newest newestClaudeCode
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -71,6 +82,9 @@ type Deps struct {
 	// Tokens hands out access tokens for OAuth and setup-token accounts;
 	// nil leaves such accounts unusable (they fail over).
 	Tokens *oauth.Refresher
+	// Locks serialise user turns across instances (serial_queue accounts);
+	// nil serialises within this process only.
+	Locks  store.Locks
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -89,6 +103,12 @@ func New(cfg Config, d Deps) *Relay {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 60 << 20
 	}
+	if cfg.SerialGap <= 0 {
+		cfg.SerialGap = 200 * time.Millisecond
+	}
+	if cfg.SerialTimeout <= 0 {
+		cfg.SerialTimeout = 60 * time.Second
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -96,7 +116,8 @@ func New(cfg Config, d Deps) *Relay {
 		d.Now = time.Now
 	}
 	return &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
-		pool: d.Pool, box: d.Box, tokens: d.Tokens, log: d.Logger, now: d.Now}
+		pool: d.Pool, box: d.Box, tokens: d.Tokens, log: d.Logger, now: d.Now,
+		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
 }
 
 // authenticate resolves the relay key or answers the error itself.

@@ -40,6 +40,13 @@ func (r *Relay) upstreamRequest(ctx context.Context, req *http.Request, c *call,
 	if base == "" {
 		base = r.cfg.ClaudeBaseURL
 	}
+	body := c.body
+	if m, _ := anthropic.ResolveModel(acct.Options.Models, c.model); m != c.model && m != "" {
+		// The account serves this model under another name.
+		if b, err := anthropic.SetModel(body, m); err == nil {
+			body = b
+		}
+	}
 	switch acct.Type {
 	case store.TypeOAuth, store.TypeSetupToken:
 		if r.tokens == nil {
@@ -53,17 +60,19 @@ func (r *Relay) upstreamRequest(ctx context.Context, req *http.Request, c *call,
 			o := anthropic.ClassifyTransport(r.now(), fmt.Errorf("token refresh: %w", err))
 			return nil, &o
 		}
-		body := c.body
-		if !anthropic.IsClaudeCode(req.Header, body) {
+		if !c.claudeCode() {
 			if b, err := anthropic.PrepareNonClaudeCode(body); err == nil {
 				body = b
 			}
 		}
-		id := anthropic.NewIdentity(string(acct.ID), cred.AccountUUID, nil)
+		id := r.identity(acct, cred.AccountUUID)
 		body = anthropic.RewriteUserID(body, string(acct.ID), id, c.sticky)
 		up, err := anthropic.OAuthRequest(ctx, req.Header, base, c.path, req.URL.RawQuery, cred.AccessToken, id, body)
 		if err != nil {
 			return nil, rest(store.CooldownCredentialDead, "bad base URL: "+err.Error())
+		}
+		if acct.Options.UnifiedUserAgent {
+			anthropic.ApplyIdentity(up.Header, id)
 		}
 		return up, nil
 	default:
@@ -71,9 +80,12 @@ func (r *Relay) upstreamRequest(ctx context.Context, req *http.Request, c *call,
 		if err != nil {
 			return nil, rest(store.CooldownCredentialDead, "cannot open credentials: "+err.Error())
 		}
-		up, err := anthropic.APIKeyRequest(ctx, req.Header, base, c.path, req.URL.RawQuery, string(key), c.body)
+		up, err := anthropic.APIKeyRequest(ctx, req.Header, base, c.path, req.URL.RawQuery, string(key), body)
 		if err != nil {
 			return nil, rest(store.CooldownCredentialDead, "bad base URL: "+err.Error())
+		}
+		if acct.Options.UnifiedUserAgent {
+			anthropic.ApplyIdentity(up.Header, r.identity(acct, ""))
 		}
 		return up, nil
 	}
@@ -96,4 +108,25 @@ func (r *Relay) refreshAfter401(ctx context.Context, c *call, acct store.Account
 		return false
 	}
 	return true
+}
+
+// identity is the account's stable face. With the unified user agent
+// option it carries the newest Claude Code release seen (its user agent and
+// the versions that go with it) while the machine part of the fingerprint
+// (OS, architecture) stays the account's own: one person updating Claude
+// Code is normal, one login on many machines is not.
+func (r *Relay) identity(acct store.Account, accountUUID string) anthropic.Identity {
+	id := anthropic.NewIdentity(string(acct.ID), accountUUID, nil)
+	if !acct.Options.UnifiedUserAgent {
+		return id
+	}
+	if h := r.newest.get(); h != nil {
+		id.UserAgent = h.Get("User-Agent")
+		for _, name := range []string{"X-Stainless-Package-Version", "X-Stainless-Runtime-Version"} {
+			if v := h.Get(name); v != "" {
+				id.Stainless[name] = v
+			}
+		}
+	}
+	return id
 }

@@ -1,0 +1,62 @@
+package relay
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/crs-relay/crs/internal/provider"
+	"github.com/crs-relay/crs/internal/provider/anthropic"
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// rest records a failed attempt's cooldown: for the whole account, or for
+// one model family when the outcome is narrowed to it.
+func (r *Relay) rest(ctx context.Context, acct store.Account, o provider.Outcome) {
+	if o.Cooldown == store.CooldownNone && o.Family == "" {
+		return // a failover that says nothing against the account
+	}
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	if o.Family != "" {
+		err = r.sched.LimitFamily(ctx, acct.ID, o.Family, o.Until)
+	} else {
+		err = r.sched.Rest(ctx, acct.ID, o.Cooldown, o.Until, o.Reason)
+	}
+	if err != nil {
+		r.log.Error("cannot record cooldown", "account", acct.ID, "err", err)
+	}
+}
+
+// observeLimits reads the subscription quota headers of any upstream answer
+// (anthropic-ratelimit-unified-*): it keeps the account's 5-hour window
+// current and, when the account asks for it, pauses the account once the
+// window reaches allowed_warning, until the window resets. The pause is an
+// ordinary rate_limited cooldown ending at the reset, so the account comes
+// back by itself. API-key accounts get no such headers; nothing happens.
+func (r *Relay) observeLimits(ctx context.Context, acct store.Account, status int, h http.Header) {
+	lim, ok := anthropic.ReadLimits(h)
+	if !ok {
+		return
+	}
+	w, ok := lim.Window5h()
+	if !ok {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := r.sched.ObserveWindow(ctx, acct.ID, w); err != nil {
+		r.log.Error("cannot record the 5-hour window", "account", acct.ID, "err", err)
+	}
+	if status/100 == 2 && w.Status == store.WindowWarning && acct.Options.AutoPauseOnWarning && r.now().Before(w.End) {
+		r.log.Info("account paused: its 5-hour window reached allowed_warning", "account", acct.ID, "until", w.End)
+		if err := r.sched.Rest(ctx, acct.ID, store.CooldownRateLimited, w.End,
+			"auto-paused: the 5-hour window reached allowed_warning; resumes when it resets"); err != nil {
+			r.log.Error("cannot pause account", "account", acct.ID, "err", err)
+		}
+	}
+}
+
+// isSubscription reports whether the account is a Claude subscription
+// (OAuth or setup-token) rather than an API key.
+func isSubscription(a store.Account) bool {
+	return a.Type == store.TypeOAuth || a.Type == store.TypeSetupToken
+}
