@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/crs-relay/crs/internal/admin"
@@ -92,14 +94,21 @@ func accountsList(ctx context.Context, c *cli, args []string) error {
 			return nil
 		}
 		tw := table(c.stdout)
-		fmt.Fprintln(tw, "ID\tNAME\tPLATFORM\tTYPE\tPLAN\tPRIORITY\tSTATUS\tCOOLDOWN UNTIL\tSCHEDULABLE\tBASE URL\tPROXY\tLAST USED")
+		fmt.Fprintln(tw, "ID\tNAME\tPLATFORM\tTYPE\tPLAN\tPRIORITY\tSTATUS\tCOOLDOWN UNTIL\t5H WINDOW\tSCHEDULABLE\tBASE URL\tPROXY\tLAST USED")
 		for _, a := range as {
 			status := a.Status
 			if a.CooldownReason != "" {
 				status += " (" + a.CooldownReason + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Name, a.Platform, a.Type, orDash(a.Plan), a.Priority,
-				status, when(a.CooldownUntil), yesNo(a.Schedulable), orDash(a.BaseURL), orDash(a.Proxy), when(a.LastUsedAt))
+			for _, fam := range slices.Sorted(maps.Keys(a.FamilyLimits)) {
+				status += fmt.Sprintf("; %s limited until %s", fam, when(ptr(a.FamilyLimits[fam])))
+			}
+			window := "-"
+			if w := a.Window5h; w != nil {
+				window = fmt.Sprintf("%s, resets %s", w.Status, when(&w.End))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Name, a.Platform, a.Type, orDash(a.Plan), a.Priority,
+				status, when(a.CooldownUntil), window, yesNo(a.Schedulable), orDash(a.BaseURL), orDash(a.Proxy), when(a.LastUsedAt))
 		}
 		return tw.Flush()
 	})
@@ -141,3 +150,5 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -15,11 +15,13 @@ import (
 	"github.com/crs-relay/crs/internal/store"
 )
 
+const keysCreateSynopsis = "--name NAME [--tags a,b] [--clients LIST] [--expires RFC3339|30d] [--json]"
+
 func keysCreate(ctx context.Context, c *cli, args []string) error {
-	const synopsis = "--name NAME [--tags a,b] [--expires RFC3339|30d] [--json]"
-	fs, dataDir := newFlags(c, "keys create", synopsis)
+	fs, dataDir := newFlags(c, "keys create", keysCreateSynopsis)
 	name := fs.String("name", "", "who or what the key is for (required)")
 	tags := fs.String("tags", "", "comma-separated tags")
+	clients := fs.String("clients", "", "restrict the key to these clients: "+strings.Join(clientNames, ",")+" (default: every client)")
 	expires := fs.String("expires", "", "expiry: an RFC 3339 time (2030-01-02T15:04:05Z) or a span from now (30d, 12h)")
 	asJSON := fs.Bool("json", false, "print JSON: the key view plus \"key\"")
 	pos, err := parse(fs, args)
@@ -32,7 +34,7 @@ func keysCreate(ctx context.Context, c *cli, args []string) error {
 	if strings.TrimSpace(*name) == "" {
 		return usageError{"keys create: --name is required"}
 	}
-	in := admin.KeyInput{Name: *name, Tags: splitTags(*tags)}
+	in := admin.KeyInput{Name: *name, Tags: splitTags(*tags), Clients: splitList(*clients)}
 	if *expires != "" {
 		t, err := parseExpiry(*expires, time.Now())
 		if err != nil {

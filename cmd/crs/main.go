@@ -52,7 +52,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "[flags]", "run the relay (see crs serve -h)", nil},
-		{"keys create", "--name NAME [--tags a,b] [--expires RFC3339|30d] [--json]", "create a relay key and print it once", keysCreate},
+		{"keys create", keysCreateSynopsis, "create a relay key and print it once", keysCreate},
+		{"keys update", keysUpdateSynopsis, "change a key's name, tags, client restriction or expiry", keysUpdate},
 		{"keys list", "[--deleted] [--json]", "list relay keys", keysList},
 		{"keys disable", "ID", "stop a key from working (reversible)", keysSet("disable")},
 		{"keys enable", "ID", "let a disabled key work again", keysSet("enable")},
@@ -64,6 +65,7 @@ func commands() []command {
 		{"accounts oauth finish", oauthFinishSynopsis, "finish an onboarding with the code the approval page showed", accountsOAuthFinish},
 		{"accounts oauth import", oauthImportSynopsis, "add a Claude account from Claude Code's credentials.json", accountsOAuthImport},
 		{"accounts list", "[--json]", "list upstream accounts with status and cooldowns", accountsList},
+		{"accounts update", accountsUpdateSynopsis, "change an account's settings and per-account options", accountsUpdate},
 		{"accounts usage", accountsUsageSynopsis, "show a subscription account's live 5h / 7d quota use", accountsUsage},
 		{"accounts disable", "ID", "stop scheduling an account", accountsSet("disable")},
 		{"accounts enable", "ID", "schedule a disabled account again", accountsSet("enable")},

@@ -41,8 +41,18 @@ func newOAuthFixture(t *testing.T, accessTTL time.Duration) *oauthFixture {
 		"CLAUDE_OAUTH_PROFILE_URL":   o.ProfileURL(),
 		"CLAUDE_OAUTH_USAGE_URL":     o.UsageURL(),
 	}}
-	// Onboard as the code exchange would, then store the account sealed
-	// under the DATA_DIR's key.
+	f.account = "acct-oauth"
+	f.refresh = f.addOAuthAccount(t, f.account, 50, nil)
+	return f
+}
+
+// addOAuthAccount onboards one more subscription account at the fake OAuth
+// server, as the code exchange would, stores it sealed under the
+// DATA_DIR's key (edit may set its plan, options, base URL or proxy
+// first), and returns its refresh token.
+func (f *oauthFixture) addOAuthAccount(t *testing.T, id store.AccountID, priority int, edit func(*store.Account)) string {
+	t.Helper()
+	o := f.oauth
 	eps := oauth.Endpoints{AuthorizeURL: o.AuthorizeURL(), TokenURL: o.TokenURL(), ProfileURL: o.ProfileURL(), UsageURL: o.UsageURL()}
 	p, err := oauth.NewPending(oauth.KindOAuth, time.Now())
 	if err != nil {
@@ -54,7 +64,6 @@ func newOAuthFixture(t *testing.T, accessTTL time.Duration) *oauthFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.refresh = tok.RefreshToken
 	vars := map[string]string{"DATA_DIR": f.dir}
 	e, err := openEnv(context.Background(), "", func(k string) string { return vars[k] })
 	if err != nil {
@@ -66,12 +75,19 @@ func newOAuthFixture(t *testing.T, accessTTL time.Duration) *oauthFixture {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	f.account = "acct-oauth"
-	if err := e.Store.CreateAccount(context.Background(), store.Account{ID: f.account, Name: "max", Platform: store.PlatformClaude,
-		Type: store.TypeOAuth, Priority: 50, SealedSecret: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
+	a := store.Account{ID: id, Name: string(id), Platform: store.PlatformClaude,
+		Type: store.TypeOAuth, Priority: priority, SealedSecret: sealed, CreatedAt: now, UpdatedAt: now}
+	if edit != nil {
+		edit(&a)
+		if len(a.SealedProxy) > 0 {
+			// edit gives the proxy in plain text; seal it as the CLI does.
+			a.SealedProxy = e.Box.Seal(a.SealedProxy)
+		}
+	}
+	if err := e.Store.CreateAccount(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return tok.RefreshToken
 }
 
 // claudeCodeBody is shaped like Claude Code 2.1.332's request

@@ -7,6 +7,7 @@ import (
 
 	"github.com/crs-relay/crs/internal/config"
 	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/provider/anthropic"
 	"github.com/crs-relay/crs/internal/store"
 )
 
@@ -38,9 +39,29 @@ type AccountView struct {
 	HasSecret      bool              `json:"has_secret"`
 	// Plan is the subscription of an OAuth account as its profile said at
 	// onboarding (max, pro, free), "" when unknown or not a subscription.
-	Plan       string     `json:"plan"`
-	LastUsedAt *time.Time `json:"last_used_at"`
-	CreatedAt  time.Time  `json:"created_at"`
+	Plan string `json:"plan"`
+	// Window5h is the subscription's current 5-hour window as the upstream
+	// last reported it; null when none is known or it has ended.
+	Window5h *WindowView `json:"window_5h"`
+	// FamilyLimits maps a model family under a rate limit to when the limit
+	// ends; the account still serves the other families. Never null.
+	FamilyLimits map[string]time.Time `json:"family_limits"`
+	// Models is the account's model allow-list and mapping (requested →
+	// sent; "" sends the name as requested); null serves every model.
+	Models             map[string]string `json:"models"`
+	AutoPauseOnWarning bool              `json:"auto_pause_on_warning"`
+	SerialQueue        bool              `json:"serial_queue"`
+	UnifiedUserAgent   bool              `json:"unified_user_agent"`
+	InterceptWarmup    bool              `json:"intercept_warmup"`
+	LastUsedAt         *time.Time        `json:"last_used_at"`
+	CreatedAt          time.Time         `json:"created_at"`
+}
+
+// WindowView is a quota window.
+type WindowView struct {
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Status string    `json:"status"` // allowed|allowed_warning|rejected
 }
 
 // AccountInput describes an account to add. Priority must be given
@@ -69,6 +90,13 @@ type AccountPatch struct {
 	Priority    *int
 	Disabled    *bool
 	Schedulable *bool
+	// Models replaces the model allow-list and mapping; an empty map
+	// serves every model again.
+	Models             *map[string]string
+	AutoPauseOnWarning *bool
+	SerialQueue        *bool
+	UnifiedUserAgent   *bool
+	InterceptWarmup    *bool
 }
 
 func (s *Service) accountView(a store.Account) AccountView {
@@ -83,9 +111,24 @@ func (s *Service) accountView(a store.Account) AccountView {
 		Schedulable: !a.Unschedulable,
 		BaseURL:     a.BaseURL,
 		HasSecret:   len(a.SealedSecret) > 0,
-		Plan:        s.planOf(a),
+		Plan:        a.Plan,
 		LastUsedAt:  utc(a.LastUsedAt),
 		CreatedAt:   a.CreatedAt.UTC(),
+
+		FamilyLimits:       map[string]time.Time{},
+		Models:             a.Options.Models,
+		AutoPauseOnWarning: a.Options.AutoPauseOnWarning,
+		SerialQueue:        a.Options.SerialQueue,
+		UnifiedUserAgent:   a.Options.UnifiedUserAgent,
+		InterceptWarmup:    a.Options.InterceptWarmup,
+	}
+	if w := a.Quota.Window5h; !w.End.IsZero() && now.Before(w.End) {
+		v.Window5h = &WindowView{Start: w.Start.UTC(), End: w.End.UTC(), Status: w.Status}
+	}
+	for fam, until := range a.Quota.FamilyLimits {
+		if now.Before(until) {
+			v.FamilyLimits[fam] = until.UTC()
+		}
 	}
 	// A cooldown that has run out is history, not state: show it only
 	// while it still keeps the account out of scheduling (also when the
@@ -165,6 +208,25 @@ func checkProxy(p string) (string, error) {
 		return "", invalid("proxy", "%s", err.Error())
 	}
 	return p, nil
+}
+
+// checkModels validates a model allow-list and mapping with the rules of
+// its command-line form (names, count); empty means every model.
+func checkModels(m map[string]string) (map[string]string, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out, err := anthropic.ParseModels(anthropic.FormatModels(m))
+	if err != nil {
+		return nil, invalid("models", "%s", err.Error())
+	}
+	return out, nil
+}
+
+func setBool(dst *bool, v *bool) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 func checkPriority(p int) (int, error) {
@@ -294,6 +356,15 @@ func (s *Service) UpdateAccount(ctx context.Context, id store.AccountID, p Accou
 	if p.Schedulable != nil {
 		a.Unschedulable = !*p.Schedulable
 	}
+	if p.Models != nil {
+		if a.Options.Models, err = checkModels(*p.Models); err != nil {
+			return AccountView{}, err
+		}
+	}
+	setBool(&a.Options.AutoPauseOnWarning, p.AutoPauseOnWarning)
+	setBool(&a.Options.SerialQueue, p.SerialQueue)
+	setBool(&a.Options.UnifiedUserAgent, p.UnifiedUserAgent)
+	setBool(&a.Options.InterceptWarmup, p.InterceptWarmup)
 	a.UpdatedAt = s.now().UTC()
 	if err := s.Store.UpdateAccount(ctx, a); err != nil {
 		return AccountView{}, err

@@ -424,7 +424,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, _ authSession) {
 		a.fail(w, r, err)
 		return
 	}
-	v, key, err := a.svc.CreateKey(r.Context(), KeyInput{Name: req.Name, Tags: req.Tags, ExpiresAt: req.ExpiresAt.Value})
+	v, key, err := a.svc.CreateKey(r.Context(), KeyInput{Name: req.Name, Tags: req.Tags, Clients: req.Clients, ExpiresAt: req.ExpiresAt.Value})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -465,12 +465,14 @@ func (o *optTime) UnmarshalJSON(b []byte) error {
 type keyCreateRequest struct {
 	Name      string   `json:"name"`
 	Tags      []string `json:"tags"`
+	Clients   []string `json:"clients"`
 	ExpiresAt optTime  `json:"expires_at"`
 }
 
 type keyPatchRequest struct {
 	Name      *string   `json:"name"`
 	Tags      *[]string `json:"tags"`
+	Clients   *[]string `json:"clients"`
 	Disabled  *bool     `json:"disabled"`
 	ExpiresAt optTime   `json:"expires_at"`
 }
@@ -481,7 +483,7 @@ func (a *API) patchKey(w http.ResponseWriter, r *http.Request, _ authSession) {
 		a.fail(w, r, err)
 		return
 	}
-	p := KeyPatch{Name: req.Name, Tags: req.Tags, Disabled: req.Disabled}
+	p := KeyPatch{Name: req.Name, Tags: req.Tags, Clients: req.Clients, Disabled: req.Disabled}
 	if req.ExpiresAt.Set {
 		p.ExpiresAt = &req.ExpiresAt.Value
 	}
@@ -585,6 +587,12 @@ type accountPatchRequest struct {
 	Priority    *int    `json:"priority"`
 	Disabled    *bool   `json:"disabled"`
 	Schedulable *bool   `json:"schedulable"`
+
+	Models             *map[string]string `json:"models"`
+	AutoPauseOnWarning *bool              `json:"auto_pause_on_warning"`
+	SerialQueue        *bool              `json:"serial_queue"`
+	UnifiedUserAgent   *bool              `json:"unified_user_agent"`
+	InterceptWarmup    *bool              `json:"intercept_warmup"`
 }
 
 func (a *API) patchAccount(w http.ResponseWriter, r *http.Request, _ authSession) {

@@ -309,6 +309,17 @@ func TestKeysOverHTTP(t *testing.T) {
 	if kv.Status != "active" || len(kv.Tags) != 0 || kv.Name != "alice2" {
 		t.Fatalf("patched = %+v", kv)
 	}
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"clients":["Claude_Code"," claude_code"]}`)
+	r.json(t, &kv)
+	if strings.Join(kv.Clients, ",") != "claude_code" {
+		t.Fatalf("clients = %v", kv.Clients)
+	}
+	want(t, e.authed(tok, "PATCH", "/admin/keys/"+id, `{"clients":["netscape"]}`), http.StatusBadRequest, "invalid_request")
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"clients":[]}`)
+	r.json(t, &kv)
+	if kv.Clients == nil || len(kv.Clients) != 0 {
+		t.Fatalf("cleared clients = %#v (want [])", kv.Clients)
+	}
 	want(t, e.authed(tok, "PATCH", "/admin/keys/"+id, `{"expires_at":"2001-01-01T00:00:00Z"}`), http.StatusBadRequest, "invalid_request")
 	want(t, e.authed(tok, "PATCH", "/admin/keys/key_nope", `{"disabled":true}`), http.StatusNotFound, "not_found")
 
@@ -464,6 +475,40 @@ func TestAccountsOverHTTP(t *testing.T) {
 	r.json(t, &av)
 	if av.Status != "active" || !av.Schedulable {
 		t.Fatalf("re-enabled = %+v", av)
+	}
+
+	// Per-account options: set, shown, cleared; a bad model list is refused.
+	r = e.authed(tok, "PATCH", "/admin/accounts/"+id, map[string]any{
+		"models":                map[string]string{"claude-sonnet-4-5": "", "claude-opus-4-1": "claude-opus-4-5"},
+		"auto_pause_on_warning": true, "serial_queue": true, "unified_user_agent": true, "intercept_warmup": true,
+	})
+	want(t, r, http.StatusOK, "")
+	r.json(t, &av)
+	if len(av.Models) != 2 || av.Models["claude-opus-4-1"] != "claude-opus-4-5" || !av.AutoPauseOnWarning || !av.SerialQueue ||
+		!av.UnifiedUserAgent || !av.InterceptWarmup {
+		t.Fatalf("options = %+v", av)
+	}
+	want(t, e.authed(tok, "PATCH", "/admin/accounts/"+id, `{"models":{"bad name!":""}}`), http.StatusBadRequest, "invalid_request")
+	r = e.authed(tok, "PATCH", "/admin/accounts/"+id, `{"models":{},"serial_queue":false}`)
+	r.json(t, &av)
+	if av.Models != nil || av.SerialQueue || !av.InterceptWarmup {
+		t.Fatalf("after clearing = %+v", av)
+	}
+	// The relay's quota state shows: the live window and family limits.
+	winEnd := e.clock.Now().Add(2 * time.Hour).Truncate(time.Second)
+	if err := e.st.SetAccountQuota(ctx, store.AccountID(id), store.Quota{
+		Window5h:     store.Window{Start: winEnd.Add(-5 * time.Hour), End: winEnd, Status: store.WindowWarning},
+		FamilyLimits: map[string]time.Time{"opus": winEnd, "haiku": e.clock.Now().Add(-time.Minute)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.authed(tok, "GET", "/admin/accounts/"+id, nil)
+	var raw map[string]any
+	r.json(t, &raw)
+	w5, _ := raw["window_5h"].(map[string]any)
+	fl, _ := raw["family_limits"].(map[string]any)
+	if w5["status"] != "allowed_warning" || w5["end"] != winEnd.UTC().Format(time.RFC3339) || len(fl) != 1 || fl["opus"] != winEnd.UTC().Format(time.RFC3339) {
+		t.Fatalf("window_5h %v family_limits %v (an ended limit must not show)", w5, fl)
 	}
 
 	// A cooldown shows in the view; reset clears it.

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,15 +22,18 @@ const (
 // KeyView is a relay key as shown to users and scripts (`crs keys list
 // --json`, GET /admin/keys). It never carries the key or its hash.
 type KeyView struct {
-	ID         store.KeyID `json:"id"`
-	Name       string      `json:"name"`
-	Status     string      `json:"status"` // active|disabled|expired|deleted
-	Tags       []string    `json:"tags"`   // never null
-	Hint       string      `json:"hint"`   // last 4 characters of the key
-	CreatedAt  time.Time   `json:"created_at"`
-	LastUsedAt *time.Time  `json:"last_used_at"`
-	ExpiresAt  *time.Time  `json:"expires_at"`
-	DeletedAt  *time.Time  `json:"deleted_at"`
+	ID     store.KeyID `json:"id"`
+	Name   string      `json:"name"`
+	Status string      `json:"status"` // active|disabled|expired|deleted
+	Tags   []string    `json:"tags"`   // never null
+	// Clients restricts the client programs that may use the key
+	// (claude_code, …); empty allows every client. Never null.
+	Clients    []string   `json:"clients"`
+	Hint       string     `json:"hint"` // last 4 characters of the key
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	DeletedAt  *time.Time `json:"deleted_at"`
 }
 
 // CreatedKey is the answer to creating a key: the view plus the key itself,
@@ -43,6 +47,7 @@ type CreatedKey struct {
 type KeyInput struct {
 	Name      string
 	Tags      []string
+	Clients   []string   // empty: every client
 	ExpiresAt *time.Time // nil: never expires
 }
 
@@ -52,20 +57,25 @@ type KeyInput struct {
 type KeyPatch struct {
 	Name      *string
 	Tags      *[]string
+	Clients   *[]string
 	Disabled  *bool
 	ExpiresAt **time.Time
 }
 
 func (s *Service) keyView(k store.Key) KeyView {
-	tags := k.Tags
+	tags, clients := k.Tags, k.Clients
 	if tags == nil {
 		tags = []string{}
+	}
+	if clients == nil {
+		clients = []string{}
 	}
 	return KeyView{
 		ID:         k.ID,
 		Name:       k.Name,
 		Status:     k.Status(s.now()),
 		Tags:       tags,
+		Clients:    clients,
 		Hint:       k.Hint,
 		CreatedAt:  k.CreatedAt.UTC(),
 		LastUsedAt: utc(k.LastUsedAt),
@@ -112,6 +122,29 @@ func checkTags(tags []string) ([]string, error) {
 	return out, nil
 }
 
+// Clients a key can be restricted to. Only Claude Code is recognised on
+// the Claude routes today; the others name the clients of pools still to
+// come, so a key can be prepared for them.
+var knownClients = []string{"claude_code", "gemini_cli", "codex_cli", "droid_cli"}
+
+// checkClients trims, lower-cases and deduplicates a client list.
+func checkClients(in []string) ([]string, error) {
+	var out []string
+	for _, c := range in {
+		c = strings.ToLower(strings.TrimSpace(c))
+		if c == "" {
+			continue
+		}
+		if !slices.Contains(knownClients, c) {
+			return nil, invalid("clients", "%q is not one of %s", c, strings.Join(knownClients, ", "))
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
 func (s *Service) checkExpiry(t *time.Time) (*time.Time, error) {
 	if t == nil {
 		return nil, nil
@@ -133,6 +166,10 @@ func (s *Service) CreateKey(ctx context.Context, in KeyInput) (KeyView, string, 
 	if err != nil {
 		return KeyView{}, "", err
 	}
+	clients, err := checkClients(in.Clients)
+	if err != nil {
+		return KeyView{}, "", err
+	}
 	exp, err := s.checkExpiry(in.ExpiresAt)
 	if err != nil {
 		return KeyView{}, "", err
@@ -144,6 +181,7 @@ func (s *Service) CreateKey(ctx context.Context, in KeyInput) (KeyView, string, 
 		Hash:      secret.Hash(plain),
 		Hint:      plain[len(plain)-4:],
 		Tags:      tags,
+		Clients:   clients,
 		CreatedAt: s.now().UTC(),
 		ExpiresAt: exp,
 	}
@@ -193,6 +231,13 @@ func (s *Service) UpdateKey(ctx context.Context, id store.KeyID, p KeyPatch) (Ke
 				return err
 			}
 			k.Tags = tags
+		}
+		if p.Clients != nil {
+			clients, err := checkClients(*p.Clients)
+			if err != nil {
+				return err
+			}
+			k.Clients = clients
 		}
 		if p.Disabled != nil {
 			k.Disabled = *p.Disabled

@@ -297,6 +297,7 @@ func (s *Service) storeOAuthAccount(ctx context.Context, cl *oauth.Client, tok o
 		Platform:     store.PlatformClaude,
 		Type:         typ,
 		Priority:     prio,
+		Plan:         cred.Plan,
 		SealedSecret: sealed,
 		SealedProxy:  s.Box.Seal([]byte(proxy)),
 	})
@@ -308,19 +309,6 @@ func orElse(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// planOf is the plan stored in an OAuth account's credential, or "" when
-// unknown or unreadable: a listing must not fail over one account.
-func (s *Service) planOf(a store.Account) string {
-	if a.Type != store.TypeOAuth && a.Type != store.TypeSetupToken {
-		return ""
-	}
-	c, err := oauth.OpenCredential(s.Box, a.SealedSecret)
-	if err != nil {
-		return ""
-	}
-	return c.Plan
 }
 
 // ---- HTTP ----

@@ -373,7 +373,8 @@ func TestOAuthAccountsKeepApiKeyPathsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, err := e.svc.ListAccounts(ctx)
-	if err != nil || len(list) != 1 || list[0].Plan != "" {
+	// The plan is stored beside the credential, not inside it.
+	if err != nil || len(list) != 1 || list[0].Plan != "max" {
 		t.Fatalf("list %+v %v", list, err)
 	}
 }
