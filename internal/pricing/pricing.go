@@ -476,3 +476,23 @@ func orDerived(v *decimal.Decimal, input, factor decimal.Decimal) decimal.Decima
 	}
 	return input.Mul(factor)
 }
+
+// ParseUSD reads a money amount typed by a person ("12.50", "$3", "0")
+// into picodollars. It refuses negative amounts, more than 12 decimals and
+// amounts over one million dollars: a limit that large is a typo.
+func ParseUSD(s string) (int64, error) {
+	t := strings.TrimPrefix(strings.TrimSpace(s), "$")
+	d, err := decimal.NewFromString(t)
+	if err != nil || t == "" {
+		return 0, fmt.Errorf("%q is not an amount in US dollars (such as 12.50)", s)
+	}
+	switch {
+	case d.IsNegative():
+		return 0, fmt.Errorf("%q is negative", s)
+	case d.Exponent() < -12:
+		return 0, fmt.Errorf("%q has more than 12 decimals", s)
+	case d.GreaterThan(decimal.New(1_000_000, 0)):
+		return 0, fmt.Errorf("%q is over one million dollars", s)
+	}
+	return ToPico(d), nil
+}

@@ -361,3 +361,16 @@ func BenchmarkCost(b *testing.B) {
 		_ = tbl.CostPico("claude-opus-4-8[1m]", tk)
 	}
 }
+
+func TestParseUSD(t *testing.T) {
+	for in, want := range map[string]int64{"12.50": 12_500_000_000_000, "$3": 3_000_000_000_000, "0": 0, " 0.000000000001 ": 1, "1000000": 1_000_000 * 1_000_000_000_000} {
+		if got, err := ParseUSD(in); err != nil || got != want {
+			t.Errorf("ParseUSD(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "$", "abc", "-1", "1e", "0.0000000000001", "1000000.01", "NaN"} {
+		if _, err := ParseUSD(in); err == nil {
+			t.Errorf("ParseUSD(%q) accepted", in)
+		}
+	}
+}
