@@ -16,6 +16,7 @@ type Store interface {
 	AdminAuth
 	OAuthSessions
 	Locks
+	Groups
 
 	// Backend names the implementation ("sqlite", "redis").
 	Backend() string
@@ -40,8 +41,13 @@ type Keys interface {
 	// when includeDeleted.
 	ListKeys(ctx context.Context, includeDeleted bool) ([]Key, error)
 	// UpdateKey replaces the mutable fields (Name, Disabled, Tags, Clients,
-	// ExpiresAt, DeletedAt) of the key with k.ID.
+	// Policy, ExpiresAt, DeletedAt) of the key with k.ID. ActivatedAt is
+	// left alone.
 	UpdateKey(ctx context.Context, k Key) error
+	// ActivateKey sets ActivatedAt to at unless it is already set, and
+	// returns the stored value (the first activation wins, also across
+	// instances).
+	ActivateKey(ctx context.Context, id KeyID, at time.Time) (time.Time, error)
 	// PurgeKey removes the key for good.
 	PurgeKey(ctx context.Context, id KeyID) error
 	// TouchKeys sets last_used_at for many keys at once.
@@ -118,6 +124,41 @@ type OAuthSessions interface {
 	// TakeOAuthPending returns the pending session and deletes it, so a
 	// code is exchanged at most once. ErrNotFound when unknown or expired.
 	TakeOAuthPending(ctx context.Context, id string) (OAuthPending, error)
+}
+
+// Groups stores account groups. Changes move ChangeVersion.
+type Groups interface {
+	// CreateGroup stores g; ErrConflict if its ID or name exists.
+	CreateGroup(ctx context.Context, g Group) error
+	GetGroup(ctx context.Context, id GroupID) (Group, error)
+	// ListGroups returns groups ordered by creation.
+	ListGroups(ctx context.Context) ([]Group, error)
+	DeleteGroup(ctx context.Context, id GroupID) error
+	// AddGroupMember adds the account (no-op if present); ErrNotFound if
+	// the group or the account does not exist.
+	AddGroupMember(ctx context.Context, id GroupID, acct AccountID) error
+	RemoveGroupMember(ctx context.Context, id GroupID, acct AccountID) error
+}
+
+// LimitCounters are the hot numbers limits check: fixed windows, spend and
+// in-flight slots. The embedded mode keeps them in memory (spend is
+// re-read from usage records after a restart); the shared mode keeps them
+// in Redis so every instance sees the same. Implementations are safe for
+// concurrent use.
+type LimitCounters interface {
+	// Add adds delta to the counter name and returns the new value. A new
+	// counter starts at 0 and is dropped at expires (zero: never).
+	Add(ctx context.Context, name string, delta int64, expires time.Time) (int64, error)
+	// Get returns the counter's value, 0 when it does not exist, and
+	// whether it exists.
+	Get(ctx context.Context, name string) (int64, bool, error)
+	// Acquire takes one of limit slots of name for holder, until lease ends
+	// (a crashed holder's slot frees itself); false when all are taken.
+	Acquire(ctx context.Context, name, holder string, limit int, lease time.Duration) (bool, error)
+	// Release frees holder's slot of name (no-op when it holds none).
+	Release(ctx context.Context, name, holder string) error
+	// InUse counts the live slots of name.
+	InUse(ctx context.Context, name string) (int, error)
 }
 
 // Locks are short leases that serialise work across instances, such as one

@@ -56,6 +56,70 @@ type Key struct {
 	// Clients restricts which client programs may use the key ("claude_code",
 	// "gemini_cli", "codex_cli", "droid_cli"); empty allows every client.
 	Clients []string
+	// Policy holds the key's limits and restrictions.
+	Policy KeyPolicy
+	// ActivatedAt is when a key with Policy.ActivateFor was first used for
+	// real; its expiry is ActivatedAt + ActivateFor. Only ActivateKey sets it.
+	ActivatedAt *time.Time
+}
+
+// KeyPolicy is what a key may do and how much. Zero values mean "no
+// limit" / "everything", so the zero policy is an unrestricted key. Money
+// is in picodollars (1e-12 USD), like every cost in the store.
+type KeyPolicy struct {
+	Description string `json:"description,omitempty"`
+	// Permissions lists the pools the key may use; empty means all.
+	Permissions []Platform `json:"permissions,omitempty"`
+	// ModelsAllow, when set, lists the only models the key may ask for;
+	// ModelsDeny lists models it may not. Allow applies first, then deny.
+	// Vendor prefixes are ignored and a name covers its dated variants.
+	ModelsAllow []string `json:"models_allow,omitempty"`
+	ModelsDeny  []string `json:"models_deny,omitempty"`
+	// Concurrency bounds the key's requests in flight; 0 is unlimited.
+	Concurrency int `json:"concurrency,omitempty"`
+	// Queue, when set, overrides the global choice of queueing requests
+	// over the concurrency limit instead of refusing them.
+	Queue *bool `json:"queue,omitempty"`
+	// A rate window of RateWindow starts with the first request after the
+	// previous one ended; within it at most RateRequests requests, RateTokens
+	// tokens (all classes) and RateCost (rated) may be used. Zero = no limit.
+	RateWindow   time.Duration `json:"rate_window,omitempty"`
+	RateRequests int64         `json:"rate_requests,omitempty"`
+	RateTokens   int64         `json:"rate_tokens,omitempty"`
+	RateCost     int64         `json:"rate_cost,omitempty"`
+	// Cost limits (rated cost): per day (the store's zone), all time, per
+	// week (from WeeklyResetDay/Hour), and per day on Opus models only.
+	DailyCost     int64 `json:"daily_cost,omitempty"`
+	TotalCost     int64 `json:"total_cost,omitempty"`
+	WeeklyCost    int64 `json:"weekly_cost,omitempty"`
+	DailyOpusCost int64 `json:"daily_opus_cost,omitempty"`
+	// WeeklyResetDay is the weekday the week starts (0 = Sunday … 6; the
+	// default 1 is Monday, stored as 1) at WeeklyResetHour (0–23).
+	WeeklyResetDay  int `json:"weekly_reset_day,omitempty"`
+	WeeklyResetHour int `json:"weekly_reset_hour,omitempty"`
+	// ActivateFor, when set, makes the key expire this long after its first
+	// real use instead of at a fixed ExpiresAt.
+	ActivateFor time.Duration `json:"activate_for,omitempty"`
+	// Account binds the key to one account ("acc_…") or a group
+	// ("group:grp_…"); empty uses the shared pool. BindingFallback lets
+	// requests go to the pool when the binding cannot serve.
+	Account         string `json:"account,omitempty"`
+	BindingFallback bool   `json:"binding_fallback,omitempty"`
+	// ServiceRates multiply the real cost per platform into the rated cost
+	// that limits count; a missing platform is 1.
+	ServiceRates map[Platform]float64 `json:"service_rates,omitempty"`
+}
+
+// GroupID identifies an account group.
+type GroupID string
+
+// Group is a named set of accounts of one platform that keys can bind to.
+type Group struct {
+	ID        GroupID
+	Name      string
+	Platform  Platform
+	Members   []AccountID // in the order they were added
+	CreatedAt time.Time
 }
 
 // Key statuses as shown to users.
@@ -147,6 +211,13 @@ type AccountOptions struct {
 	// InterceptWarmup answers Claude Code's warmup and title requests
 	// locally instead of spending the account's quota on them.
 	InterceptWarmup bool `json:"intercept_warmup,omitempty"`
+	// MaxConcurrency bounds the account's requests in flight; requests
+	// over it go to another account or wait. 0 is unlimited.
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	// DailyQuota (picodollars of real cost per day in the store's zone)
+	// takes an API-key account out of scheduling once reached, until the
+	// next day. 0 is unlimited.
+	DailyQuota int64 `json:"daily_quota,omitempty"`
 }
 
 // Window statuses, as the upstream's anthropic-ratelimit-unified-5h-status
@@ -200,17 +271,20 @@ func (a Account) Available(now time.Time) bool {
 // UsageRecord is one upstream response that reported usage. (RequestID,
 // Attempt) is unique: inserting the same pair twice stores it once.
 type UsageRecord struct {
-	RequestID     string
-	Attempt       int
-	KeyID         KeyID
-	AccountID     AccountID
-	Model         string
-	Input         int64
-	Output        int64
-	CacheWrite5m  int64
-	CacheWrite1h  int64
-	CacheRead     int64
-	CostPico      int64 // cost in 1e-12 USD: exact integer money
+	RequestID    string
+	Attempt      int
+	KeyID        KeyID
+	AccountID    AccountID
+	Model        string
+	Input        int64
+	Output       int64
+	CacheWrite5m int64
+	CacheWrite1h int64
+	CacheRead    int64
+	CostPico     int64 // cost in 1e-12 USD: exact integer money
+	// RatedCostPico is CostPico times the key's service rate for the
+	// platform: what the key's cost limits count.
+	RatedCostPico int64
 	Stream        bool
 	Status        int   // HTTP status the upstream answered with
 	LatencyMs     int64 // request start to last byte
@@ -228,6 +302,7 @@ type Counters struct {
 	CacheWrite1h int64
 	CacheRead    int64
 	CostPico     int64
+	RatedPico    int64
 }
 
 // Add adds one record's figures to c.
@@ -239,6 +314,7 @@ func (c *Counters) Add(r UsageRecord) {
 	c.CacheWrite1h += r.CacheWrite1h
 	c.CacheRead += r.CacheRead
 	c.CostPico += r.CostPico
+	c.RatedPico += r.RatedCostPico
 }
 
 // UsageFilter narrows a usage query. Zero fields do not filter.

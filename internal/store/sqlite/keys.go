@@ -12,7 +12,7 @@ import (
 )
 
 const keyColumns = `id, name, hash, hint, disabled, tags, created_at, last_used_at, expires_at, deleted_at,
-	clients`
+	clients, policy, activated_at`
 
 // CreateKey stores k; store.ErrConflict if its ID or Hash exists.
 func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
@@ -24,9 +24,14 @@ func (s *Store) CreateKey(ctx context.Context, k store.Key) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.write.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	policy, err := encodePolicy(k.Policy)
+	if err != nil {
+		return fmt.Errorf("sqlite: create key %q: %w", k.ID, err)
+	}
+	_, err = s.write.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		string(k.ID), k.Name, k.Hash, k.Hint, boolInt(k.Disabled), tags,
-		ms(k.CreatedAt), msPtr(k.LastUsedAt), msPtr(k.ExpiresAt), msPtr(k.DeletedAt), clients)
+		ms(k.CreatedAt), msPtr(k.LastUsedAt), msPtr(k.ExpiresAt), msPtr(k.DeletedAt), clients,
+		policy, msPtr(k.ActivatedAt))
 	if isUnique(err) {
 		return fmt.Errorf("sqlite: create key %q: %w", k.ID, store.ErrConflict)
 	}
@@ -85,7 +90,10 @@ func (s *Store) ListKeys(ctx context.Context, includeDeleted bool) ([]store.Key,
 }
 
 // UpdateKey replaces the mutable fields (Name, Disabled, Tags, Clients,
-// ExpiresAt, DeletedAt) of the key with k.ID; the others in k are ignored.
+// Policy, ExpiresAt, DeletedAt) of the key with k.ID; the others in k are
+// ignored. activated_at is left out of the statement: the relay sets it on
+// first use, and an admin edit built from a key read before that use must
+// not take the activation back.
 func (s *Store) UpdateKey(ctx context.Context, k store.Key) error {
 	tags, err := encodeList("tags", k.Tags)
 	if err != nil {
@@ -95,13 +103,48 @@ func (s *Store) UpdateKey(ctx context.Context, k store.Key) error {
 	if err != nil {
 		return err
 	}
+	policy, err := encodePolicy(k.Policy)
+	if err != nil {
+		return fmt.Errorf("sqlite: update key %q: %w", k.ID, err)
+	}
 	res, err := s.write.ExecContext(ctx,
-		`UPDATE keys SET name = ?, disabled = ?, tags = ?, clients = ?, expires_at = ?, deleted_at = ? WHERE id = ?`,
-		k.Name, boolInt(k.Disabled), tags, clients, msPtr(k.ExpiresAt), msPtr(k.DeletedAt), string(k.ID))
+		`UPDATE keys SET name = ?, disabled = ?, tags = ?, clients = ?, policy = ?, expires_at = ?, deleted_at = ?
+		WHERE id = ?`,
+		k.Name, boolInt(k.Disabled), tags, clients, policy, msPtr(k.ExpiresAt), msPtr(k.DeletedAt), string(k.ID))
 	if err != nil {
 		return fmt.Errorf("sqlite: update key %q: %w", k.ID, err)
 	}
 	return rowsAffectedOrNotFound(res, fmt.Sprintf("update key %q", k.ID))
+}
+
+// ActivateKey sets activated_at to at unless it is already set, and
+// returns the stored value. The UPDATE only matches a NULL activated_at,
+// and the read-back shares its write transaction, so when several
+// instances (or the CLI) activate one key at once, the first commit wins
+// and everyone reads that one. A key already active is not written, so
+// repeated activations leave ChangeVersion alone.
+func (s *Store) ActivateKey(ctx context.Context, id store.KeyID, at time.Time) (time.Time, error) {
+	var stored sql.NullInt64
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE keys SET activated_at = ? WHERE id = ? AND activated_at IS NULL`, ms(at), string(id)); err != nil {
+			return err
+		}
+		err := tx.QueryRowContext(ctx, `SELECT activated_at FROM keys WHERE id = ?`, string(id)).Scan(&stored)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: activate key %q: %w", id, err)
+	}
+	if !stored.Valid {
+		// The transaction set it if it was unset and held the write lock
+		// throughout, so this is a broken file, not a race to retry.
+		return time.Time{}, fmt.Errorf("sqlite: activate key %q: activated_at still unset", id)
+	}
+	return fromMs(stored.Int64), nil
 }
 
 // PurgeKey removes the key for good. Its usage records stay: they are
@@ -159,9 +202,11 @@ func scanKey(r scanner) (store.Key, error) {
 		tags, clients              string
 		created                    int64
 		lastUsed, expires, deleted sql.NullInt64
+		policy                     string
+		activated                  sql.NullInt64
 	)
 	err := r.Scan(&id, &k.Name, &k.Hash, &k.Hint, &disabled, &tags, &created, &lastUsed, &expires, &deleted,
-		&clients)
+		&clients, &policy, &activated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Key{}, store.ErrNotFound
 	}
@@ -180,7 +225,45 @@ func scanKey(r scanner) (store.Key, error) {
 	k.LastUsedAt = fromNullMs(lastUsed)
 	k.ExpiresAt = fromNullMs(expires)
 	k.DeletedAt = fromNullMs(deleted)
+	if k.Policy, err = decodePolicy(policy); err != nil {
+		return store.Key{}, fmt.Errorf("key %q: policy: %w", id, err)
+	}
+	k.ActivatedAt = fromNullMs(activated)
 	return k, nil
+}
+
+// encodePolicy stores a key policy as JSON with store.KeyPolicy's own tags
+// (durations as nanosecond numbers). The zero policy is "{}", the column
+// default, since every field is omitted when unset.
+func encodePolicy(p store.KeyPolicy) (string, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("policy: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodePolicy reads the policy column back. Empty lists and an empty rate
+// map read as nil, the zero value's form, so a policy round-trips equal
+// whichever way its empty parts were written.
+func decodePolicy(stored string) (store.KeyPolicy, error) {
+	var p store.KeyPolicy
+	if err := json.Unmarshal([]byte(stored), &p); err != nil {
+		return store.KeyPolicy{}, err
+	}
+	if len(p.Permissions) == 0 {
+		p.Permissions = nil
+	}
+	if len(p.ModelsAllow) == 0 {
+		p.ModelsAllow = nil
+	}
+	if len(p.ModelsDeny) == 0 {
+		p.ModelsDeny = nil
+	}
+	if len(p.ServiceRates) == 0 {
+		p.ServiceRates = nil
+	}
+	return p, nil
 }
 
 // encodeList stores a string list (the column named what) as a JSON array;

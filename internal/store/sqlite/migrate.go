@@ -209,6 +209,69 @@ WHEN OLD.quota IS NOT NEW.quota BEGIN
 	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
 END;
 `,
+	// 4: key policies and first activation, account groups, and the rated
+	// cost that key limits count. Every instance caches keys and groups and
+	// enforces policies from them, so all of it bumps change_version.
+	`
+ALTER TABLE keys ADD COLUMN policy       TEXT NOT NULL DEFAULT '{}'; -- JSON of store.KeyPolicy
+ALTER TABLE keys ADD COLUMN activated_at INTEGER;
+
+DROP TRIGGER keys_upd;
+CREATE TRIGGER keys_upd AFTER UPDATE OF
+	id, name, hash, hint, disabled, tags, clients, policy, activated_at,
+	created_at, expires_at, deleted_at
+ON keys BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+
+CREATE TABLE groups (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL UNIQUE,
+	platform   TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX groups_created ON groups (created_at);
+
+-- position orders a group's members by when they were added. Memberships
+-- are removed by the triggers below, not by foreign keys: a later
+-- migration that rebuilds the accounts table (DROP + RENAME, inside the
+-- migration's transaction, where foreign_keys cannot be switched off)
+-- would otherwise cascade into every group.
+CREATE TABLE group_members (
+	group_id   TEXT NOT NULL,
+	account_id TEXT NOT NULL,
+	position   INTEGER NOT NULL,
+	PRIMARY KEY (group_id, account_id)
+) WITHOUT ROWID;
+CREATE INDEX group_members_account ON group_members (account_id);
+
+CREATE TRIGGER groups_ins AFTER INSERT ON groups BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER groups_del AFTER DELETE ON groups BEGIN
+	DELETE FROM group_members WHERE group_id = OLD.id;
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER groups_upd AFTER UPDATE ON groups BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER group_members_ins AFTER INSERT ON group_members BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER group_members_del AFTER DELETE ON group_members BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER group_members_upd AFTER UPDATE ON group_members BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+-- An account that is gone leaves every group it was in.
+CREATE TRIGGER accounts_del_members AFTER DELETE ON accounts BEGIN
+	DELETE FROM group_members WHERE account_id = OLD.id;
+END;
+
+ALTER TABLE usage_records ADD COLUMN rated_cost_pico INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_rollups ADD COLUMN rated_pico      INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // schemaVersion is the version a fully migrated file has.

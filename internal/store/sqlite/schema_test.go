@@ -70,21 +70,24 @@ func TestMigrateFromVersion2(t *testing.T) {
 	}
 }
 
-// TestTriggersCoverColumns writes every column of keys and accounts on its
-// own, the way a future single-column setter (or the sqlite3 shell) would,
-// and checks which writes bump change_version. Every column must, except
-// last_used_at, which touches write on every request; and quota, which
-// bumps only when its value changes. A column added later without a place
-// in its table's trigger fails here.
+// TestTriggersCoverColumns writes every column of keys, accounts, groups
+// and group memberships on its own, the way a future single-column setter
+// (or the sqlite3 shell) would, and checks which writes bump
+// change_version. Every column must, except last_used_at, which touches
+// write on every request; and quota, which bumps only when its value
+// changes. A column added later without a place in its table's trigger
+// fails here.
 func TestTriggersCoverColumns(t *testing.T) {
 	ctx := t.Context()
 	s := openAt(t, filepath.Join(t.TempDir(), "crs.db"), Options{})
 	must(t, s.CreateKey(ctx, store.Key{ID: "k", Name: "n", Hash: "h", Hint: "abcd", CreatedAt: time.UnixMilli(1)}))
 	must(t, s.CreateAccount(ctx, store.Account{ID: "a", Name: "n", Platform: store.PlatformClaude,
 		Type: store.TypeOAuth, Priority: 1, CreatedAt: time.UnixMilli(1), UpdatedAt: time.UnixMilli(1)}))
+	must(t, s.CreateGroup(ctx, store.Group{ID: "g", Name: "n", Platform: store.PlatformClaude,
+		Members: []store.AccountID{"a"}, CreatedAt: time.UnixMilli(1)}))
 	quiet := map[string]bool{"last_used_at": true, "quota": true}
 
-	for _, table := range []string{"keys", "accounts"} {
+	for _, table := range []string{"keys", "accounts", "groups", "group_members"} {
 		rows, err := s.read.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
 		must(t, err)
 		var cols []string
@@ -95,7 +98,7 @@ func TestTriggersCoverColumns(t *testing.T) {
 		}
 		must(t, rows.Err())
 		rows.Close()
-		if len(cols) < 10 {
+		if len(cols) < 3 {
 			t.Fatalf("%s has columns %v", table, cols)
 		}
 		for _, col := range cols {
@@ -166,5 +169,87 @@ func TestSetAccountQuotaUnchanged(t *testing.T) {
 	must(t, s.SetAccountQuota(ctx, "a", different))
 	if v1, err := s.ChangeVersion(ctx); err != nil || v1 == v0 {
 		t.Errorf("writing a different quota: version %d → %d, %v", v0, v1, err)
+	}
+}
+
+// TestMigrateFromVersion3 opens a file that a binary with migrations 1 to 3
+// wrote, with a key, an account and usage in it, and checks that migration
+// 4 gives them the defaults of the new fields (no policy, not activated, no
+// rated cost), keeps the change version, and that the new columns and
+// tables then work: rated cost adds onto rollups that predate it.
+func TestMigrateFromVersion3(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "crs.db")
+	old, err := sql.Open("sqlite", dsn(path, false))
+	must(t, err)
+	for _, m := range migrations[:3] {
+		_, err = old.ExecContext(ctx, m)
+		must(t, err)
+	}
+	_, err = old.ExecContext(ctx, "PRAGMA user_version = 3")
+	must(t, err)
+	_, err = old.ExecContext(ctx, `INSERT INTO keys (id, name, hash, hint, created_at, clients)
+		VALUES ('k', 'old key', 'h', 'abcd', 1, '["claude_code"]')`)
+	must(t, err)
+	_, err = old.ExecContext(ctx, `INSERT INTO accounts (id, name, platform, type, priority, created_at, updated_at)
+		VALUES ('a', 'old', 'claude', 'oauth', 5, 1, 2)`)
+	must(t, err)
+	// One record and its hourly rollup, as a version-3 binary wrote them.
+	_, err = old.ExecContext(ctx, `INSERT INTO usage_records (request_id, attempt, key_id, account_id, model,
+			input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico,
+			stream, status, latency_ms, first_byte_ms, client_aborted, created_at)
+		VALUES ('r-old', 0, 'k', 'a', 'm', 1, 0, 0, 0, 0, 40, 0, 200, 0, 0, 0, 0)`)
+	must(t, err)
+	_, err = old.ExecContext(ctx, `INSERT INTO usage_rollups (granularity, period, label, key_id, account_id, model,
+			requests, input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico)
+		VALUES ('hour', 0, '1970-01-01T00Z', 'k', 'a', 'm', 1, 1, 0, 0, 0, 0, 40)`)
+	must(t, err)
+	var v3 int64
+	must(t, old.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'change_version'`).Scan(&v3))
+	must(t, old.Close())
+
+	s := openAt(t, path, Options{Location: time.UTC})
+	if cv, err := s.ChangeVersion(ctx); err != nil || int64(cv) != v3 {
+		t.Errorf("ChangeVersion after migrating = %d, %v; want %d", cv, err, v3)
+	}
+	k, err := s.GetKey(ctx, "k")
+	if err != nil || k.Name != "old key" || len(k.Clients) != 1 ||
+		!reflect.DeepEqual(k.Policy, store.KeyPolicy{}) || k.ActivatedAt != nil {
+		t.Errorf("key after migrating: %+v, %v", k, err)
+	}
+	recs, err := s.ListUsage(ctx, store.UsageFilter{}, 0)
+	if err != nil || len(recs) != 1 || recs[0].CostPico != 40 || recs[0].RatedCostPico != 0 {
+		t.Errorf("usage after migrating: %+v, %v", recs, err)
+	}
+
+	// The new columns and tables work on the migrated file.
+	k.Policy = store.KeyPolicy{DailyCost: 5}
+	must(t, s.UpdateKey(ctx, k))
+	if _, err := s.ActivateKey(ctx, "k", time.UnixMilli(7)); err != nil {
+		t.Errorf("ActivateKey on a migrated file: %v", err)
+	}
+	must(t, s.CreateGroup(ctx, store.Group{ID: "g", Name: "g", Platform: store.PlatformClaude,
+		Members: []store.AccountID{"a"}}))
+	// The group and its member are two changes.
+	if cv, err := s.ChangeVersion(ctx); err != nil || int64(cv) != v3+4 {
+		t.Errorf("ChangeVersion after four changes = %d, %v; want %d", cv, err, v3+4)
+	}
+	k, err = s.GetKey(ctx, "k")
+	if err != nil || k.Policy.DailyCost != 5 || k.ActivatedAt == nil || !k.ActivatedAt.Equal(time.UnixMilli(7)) {
+		t.Errorf("key policy and activation on a migrated file: %+v, %v", k, err)
+	}
+	_, err = s.InsertUsage(ctx, []store.UsageRecord{{RequestID: "r-new", KeyID: "k", AccountID: "a", Model: "m",
+		Input: 2, CostPico: 10, RatedCostPico: 25, CreatedAt: time.UnixMilli(5)}})
+	must(t, err)
+	rolls, err := s.Rollups(ctx, store.Hourly, time.UnixMilli(0), time.UnixMilli(3_600_000))
+	if err != nil || len(rolls) != 1 || rolls[0].Requests != 2 || rolls[0].CostPico != 50 || rolls[0].RatedPico != 25 {
+		t.Errorf("rollup of old and new usage: %+v, %v", rolls, err)
+	}
+	if a, err := s.GetAccount(ctx, "a"); err != nil || a.Name != "old" {
+		t.Errorf("account after migrating: %+v, %v", a, err)
+	}
+	must(t, s.DeleteAccount(ctx, "a"))
+	if g, err := s.GetGroup(ctx, "g"); err != nil || len(g.Members) != 0 {
+		t.Errorf("group after deleting its account on a migrated file: %+v, %v", g, err)
 	}
 }

@@ -173,7 +173,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // ChangeVersion reads the counter that triggers bump on every change to
-// keys, accounts and the admin row. Triggers live in the file, so changes
+// keys, accounts, groups and the admin row. Triggers live in the file, so changes
 // made by another process (the CLI) bump it as well.
 func (s *Store) ChangeVersion(ctx context.Context) (uint64, error) {
 	var v int64
@@ -230,6 +230,17 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// readTx runs fn in one read-only transaction on the reader pool, so the
+// several queries of one answer see the same snapshot of the file.
+func (s *Store) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }() // read-only: nothing to undo
+	return fn(tx)
 }
 
 // ms converts a time to the stored form: unix milliseconds.

@@ -11,19 +11,19 @@ import (
 )
 
 const usageColumns = `request_id, attempt, key_id, account_id, model,
-	input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico,
+	input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_cost_pico,
 	stream, status, latency_ms, first_byte_ms, client_aborted, created_at`
 
 // Statements of the usage hot path, prepared once on the writer connection
 // (see usageStatements) instead of per batch.
 const (
 	insertUsageSQL = `INSERT INTO usage_records (` + usageColumns + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (request_id, attempt) DO NOTHING`
 	upsertRollupSQL = `INSERT INTO usage_rollups (granularity, period, label,
 			key_id, account_id, model, requests, input, output,
-			cache_write_5m, cache_write_1h, cache_read, cost_pico)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (granularity, period, key_id, account_id, model) DO UPDATE SET
 			requests = requests + excluded.requests,
 			input = input + excluded.input,
@@ -31,7 +31,8 @@ const (
 			cache_write_5m = cache_write_5m + excluded.cache_write_5m,
 			cache_write_1h = cache_write_1h + excluded.cache_write_1h,
 			cache_read = cache_read + excluded.cache_read,
-			cost_pico = cost_pico + excluded.cost_pico`
+			cost_pico = cost_pico + excluded.cost_pico,
+			rated_pico = rated_pico + excluded.rated_pico`
 )
 
 // rollupKey identifies one rollup row.
@@ -85,7 +86,7 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 		var order []rollupKey
 		for _, r := range recs {
 			res, err := ins.ExecContext(ctx, r.RequestID, r.Attempt, string(r.KeyID), string(r.AccountID), r.Model,
-				r.Input, r.Output, r.CacheWrite5m, r.CacheWrite1h, r.CacheRead, r.CostPico,
+				r.Input, r.Output, r.CacheWrite5m, r.CacheWrite1h, r.CacheRead, r.CostPico, r.RatedCostPico,
 				boolInt(r.Stream), r.Status, r.LatencyMs, r.FirstByteMs, boolInt(r.ClientAborted),
 				ms(r.CreatedAt))
 			if err != nil {
@@ -118,7 +119,8 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 			c := sums[k]
 			if _, err := roll.ExecContext(ctx, string(k.g), k.period, k.label,
 				string(k.key), string(k.account), k.model, c.Requests,
-				c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico); err != nil {
+				c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico,
+				c.RatedPico); err != nil {
 				return err
 			}
 		}
@@ -167,7 +169,7 @@ func (s *Store) ListUsage(ctx context.Context, f store.UsageFilter, limit int) (
 			created          int64
 		)
 		if err := rows.Scan(&r.RequestID, &r.Attempt, &keyID, &accountID, &r.Model,
-			&r.Input, &r.Output, &r.CacheWrite5m, &r.CacheWrite1h, &r.CacheRead, &r.CostPico,
+			&r.Input, &r.Output, &r.CacheWrite5m, &r.CacheWrite1h, &r.CacheRead, &r.CostPico, &r.RatedCostPico,
 			&stream, &r.Status, &r.LatencyMs, &r.FirstByteMs, &aborted, &created); err != nil {
 			return nil, fmt.Errorf("sqlite: list usage: %w", err)
 		}
@@ -233,7 +235,8 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 		{"model", &sum.Models, func(r *store.UsageRow, v string) { r.Model = v }},
 	} {
 		rows, err := tx.QueryContext(ctx, `SELECT `+g.col+`, COUNT(*), SUM(input), SUM(output),
-			SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico)
+			SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico),
+			SUM(rated_cost_pico)
 			FROM usage_records`+where+` GROUP BY `+g.col+` ORDER BY `+g.col, args...)
 		if err != nil {
 			return store.UsageSummary{}, fmt.Errorf("sqlite: summarize usage: %w", err)
@@ -243,7 +246,7 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 			var name string
 			c := &row.Counters
 			if err := rows.Scan(&name, &c.Requests, &c.Input, &c.Output,
-				&c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico); err != nil {
+				&c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico, &c.RatedPico); err != nil {
 				rows.Close()
 				return store.UsageSummary{}, fmt.Errorf("sqlite: summarize usage: %w", err)
 			}
@@ -271,7 +274,7 @@ func (s *Store) Rollups(ctx context.Context, g store.Granularity, from, to time.
 		toMs = ms(to)
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT period, key_id, account_id, model, requests,
-			input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico
+			input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico
 		FROM usage_rollups WHERE granularity = ? AND period >= ? AND period < ?
 		ORDER BY period, key_id, account_id, model`, string(g), ms(from), toMs)
 	if err != nil {
@@ -287,7 +290,8 @@ func (s *Store) Rollups(ctx context.Context, g store.Granularity, from, to time.
 		)
 		c := &r.Counters
 		if err := rows.Scan(&period, &keyID, &accountID, &r.Model, &c.Requests,
-			&c.Input, &c.Output, &c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico); err != nil {
+			&c.Input, &c.Output, &c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico,
+			&c.RatedPico); err != nil {
 			return nil, fmt.Errorf("sqlite: rollups: %w", err)
 		}
 		r.Period = fromMs(period)

@@ -11,10 +11,14 @@ import (
 // testChangeVersion walks through every write the store offers, in order,
 // and checks which ones change the version: changes callers cache do;
 // usage, touches, sticky bindings, sessions, OAuth pending sessions and
-// leases, which callers do not cache, must not flush those caches.
+// leases, which callers do not cache, must not flush those caches, and
+// neither must writes that change nothing (activating a key already
+// active, adding a member twice, removing a non-member): the relay makes
+// those on the request path, from every instance.
 func testChangeVersion(t *testing.T, s store.Store) {
 	k := newKey("cv", at(0))
 	a := newAccount("cv", at(0))
+	g := newGroup("cv", at(0))
 	rec := store.UsageRecord{RequestID: "req-cv", KeyID: k.ID, AccountID: a.ID, Model: "m", Input: 1, CreatedAt: at(0)}
 	steps := []struct {
 		name    string
@@ -55,6 +59,18 @@ func testChangeVersion(t *testing.T, s store.Store) {
 			k.Clients = []string{"claude_code"}
 			return s.UpdateKey(ctx, k)
 		}},
+		{"UpdateKey policy", true, func(ctx context.Context) error {
+			k.Policy.Concurrency = 2
+			return s.UpdateKey(ctx, k)
+		}},
+		{"ActivateKey", true, func(ctx context.Context) error {
+			_, err := s.ActivateKey(ctx, k.ID, at(time.Minute))
+			return err
+		}},
+		{"ActivateKey again", false, func(ctx context.Context) error {
+			_, err := s.ActivateKey(ctx, k.ID, at(time.Hour))
+			return err
+		}},
 		{"UpdateKey soft delete", true, func(ctx context.Context) error {
 			k.DeletedAt = ptr(at(time.Hour))
 			return s.UpdateKey(ctx, k)
@@ -85,6 +101,27 @@ func testChangeVersion(t *testing.T, s store.Store) {
 		}},
 		{"SetAccountQuota clear", true, func(ctx context.Context) error {
 			return s.SetAccountQuota(ctx, a.ID, store.Quota{})
+		}},
+		{"CreateGroup", true, func(ctx context.Context) error { return s.CreateGroup(ctx, g) }},
+		{"GroupReads", false, func(ctx context.Context) error {
+			_, err1 := s.GetGroup(ctx, g.ID)
+			_, err2 := s.ListGroups(ctx)
+			if err1 != nil {
+				return err1
+			}
+			return err2
+		}},
+		{"AddGroupMember", true, func(ctx context.Context) error { return s.AddGroupMember(ctx, g.ID, a.ID) }},
+		{"AddGroupMember again", false, func(ctx context.Context) error { return s.AddGroupMember(ctx, g.ID, a.ID) }},
+		{"RemoveGroupMember", true, func(ctx context.Context) error { return s.RemoveGroupMember(ctx, g.ID, a.ID) }},
+		{"RemoveGroupMember again", false, func(ctx context.Context) error {
+			return s.RemoveGroupMember(ctx, g.ID, a.ID)
+		}},
+		{"AddGroupMember back", true, func(ctx context.Context) error { return s.AddGroupMember(ctx, g.ID, a.ID) }},
+		{"DeleteGroup", true, func(ctx context.Context) error { return s.DeleteGroup(ctx, g.ID) }},
+		{"CreateGroup with a member", true, func(ctx context.Context) error {
+			g.Members = []store.AccountID{a.ID}
+			return s.CreateGroup(ctx, g)
 		}},
 		{"OAuth pending", false, func(ctx context.Context) error {
 			now := time.Now()

@@ -53,6 +53,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateKey", testUpdateKey},
 		{"KeyClients", testKeyClients},
 		{"PurgeKey", testPurgeKey},
+		{"KeyPolicyRoundTrip", testKeyPolicyRoundTrip},
+		{"UpdateKeyPolicy", testUpdateKeyPolicy},
+		{"ActivateKey", testActivateKey},
+		{"ActivateKeyRace", testActivateKeyRace},
 		{"TouchKeys", testTouchKeys},
 		{"AccountRoundTrip", testAccountRoundTrip},
 		{"AccountConflict", testAccountConflict},
@@ -66,6 +70,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SetCooldown", testSetCooldown},
 		{"TouchAccounts", testTouchAccounts},
 		{"DeleteAccount", testDeleteAccount},
+		{"GroupRoundTrip", testGroupRoundTrip},
+		{"GroupConflict", testGroupConflict},
+		{"GroupNotFound", testGroupNotFound},
+		{"ListGroups", testListGroups},
+		{"GroupMembers", testGroupMembers},
+		{"DeleteGroup", testDeleteGroup},
+		{"DeleteAccountLeavesGroups", testDeleteAccountLeavesGroups},
 		{"ChangeVersion", testChangeVersion},
 		{"UsageRoundTrip", testUsageRoundTrip},
 		{"UsageIdempotent", testUsageIdempotent},
@@ -74,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RollupsEqualRecords", testRollupsEqualRecords},
 		{"RollupDayBoundary", testRollupDayBoundary},
 		{"RollupRange", testRollupRange},
+		{"RatedCost", testRatedCost},
 		{"Sticky", testSticky},
 		{"StickyTTL", testStickyTTL},
 		{"Admin", testAdmin},
@@ -154,18 +166,33 @@ func utc(p *time.Time) *time.Time {
 }
 
 // normKey puts a key in a canonical form for comparison: UTC times, and
-// empty tag and client lists as nil. The contract treats an empty list and
-// nil alike (both mean "none", and "every client" for Clients).
+// empty lists and maps (the policy's too) as nil. The contract treats an
+// empty list and nil alike (both mean "none", and "every client" or
+// "every pool" or "every model" where the field says so).
 func normKey(k store.Key) store.Key {
 	k.CreatedAt = k.CreatedAt.UTC()
 	k.LastUsedAt = utc(k.LastUsedAt)
 	k.ExpiresAt = utc(k.ExpiresAt)
 	k.DeletedAt = utc(k.DeletedAt)
+	k.ActivatedAt = utc(k.ActivatedAt)
 	if len(k.Tags) == 0 {
 		k.Tags = nil
 	}
 	if len(k.Clients) == 0 {
 		k.Clients = nil
+	}
+	p := &k.Policy
+	if len(p.Permissions) == 0 {
+		p.Permissions = nil
+	}
+	if len(p.ModelsAllow) == 0 {
+		p.ModelsAllow = nil
+	}
+	if len(p.ModelsDeny) == 0 {
+		p.ModelsDeny = nil
+	}
+	if len(p.ServiceRates) == 0 {
+		p.ServiceRates = nil
 	}
 	return k
 }
