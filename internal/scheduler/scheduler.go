@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,9 +24,13 @@ import (
 type NoAccountError struct {
 	Platform store.Platform
 	Model    string
+	Binding  string // the key's binding, "" for the pool
 }
 
 func (e *NoAccountError) Error() string {
+	if e.Binding != "" {
+		return fmt.Sprintf("no enabled %s account of the key's binding %s can serve model %q", e.Platform, e.Binding, e.Model)
+	}
 	return fmt.Sprintf("no enabled %s account can serve model %q", e.Platform, e.Model)
 }
 
@@ -55,14 +60,44 @@ type Request struct {
 	// all (model allow-list, plan, client). Accounts it refuses do not
 	// count: if none is left the answer is a *NoAccountError.
 	Serves func(store.Account) bool
+	// Binding limits the choice to one account ("acc_…") or the members
+	// of a group ("group:grp_…"); empty means the whole pool.
+	Binding string
 	// Exclude holds accounts already tried for this request.
 	Exclude map[store.AccountID]bool
 }
 
-// serves reports whether a can ever serve req (resting or not).
-func (req Request) serves(a *store.Account) bool {
+// serves reports whether a can ever serve req (resting or not); members
+// is the bound group's membership (nil when the binding is not a group).
+func (req Request) serves(a *store.Account, members map[store.AccountID]bool) bool {
+	if req.Binding != "" {
+		if members != nil {
+			if !members[a.ID] {
+				return false
+			}
+		} else if string(a.ID) != req.Binding {
+			return false
+		}
+	}
 	return a.Platform == req.Platform && !a.Disabled && !a.Unschedulable &&
 		(req.Serves == nil || req.Serves(*a))
+}
+
+// GroupPrefix marks a binding to an account group.
+const GroupPrefix = "group:"
+
+// members returns the membership of the request's bound group: an empty
+// (non-nil) set when the group does not exist, nil without a group
+// binding. Called with s.mu held.
+func (s *Scheduler) members(req Request) map[store.AccountID]bool {
+	id, ok := strings.CutPrefix(req.Binding, GroupPrefix)
+	if !ok {
+		return nil
+	}
+	if m := s.groups[store.GroupID(id)]; m != nil {
+		return m
+	}
+	return map[store.AccountID]bool{}
 }
 
 // restsUntil reports whether a cannot serve req at now because it rests,
@@ -110,6 +145,7 @@ type Scheduler struct {
 
 	mu       sync.Mutex
 	accounts []store.Account
+	groups   map[store.GroupID]map[store.AccountID]bool
 	lastUsed map[store.AccountID]time.Time
 	touched  map[store.AccountID]time.Time
 }
@@ -137,9 +173,22 @@ func (s *Scheduler) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gs, err := s.st.ListGroups(ctx)
+	if err != nil {
+		return err
+	}
+	groups := make(map[store.GroupID]map[store.AccountID]bool, len(gs))
+	for _, g := range gs {
+		m := make(map[store.AccountID]bool, len(g.Members))
+		for _, id := range g.Members {
+			m[id] = true
+		}
+		groups[g.ID] = m
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.accounts = accts
+	s.groups = groups
 	for _, a := range accts {
 		if a.LastUsedAt != nil && a.LastUsedAt.After(s.lastUsed[a.ID]) {
 			s.lastUsed[a.ID] = *a.LastUsedAt
@@ -188,10 +237,11 @@ func (s *Scheduler) usable(id store.AccountID, req Request, now time.Time) (stor
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	members := s.members(req)
 	for i := range s.accounts {
 		if a := &s.accounts[i]; a.ID == id {
 			_, resting := req.restsUntil(a, now)
-			return *a, req.serves(a) && !resting
+			return *a, req.serves(a, members) && !resting
 		}
 	}
 	return store.Account{}, false
@@ -203,9 +253,10 @@ func (s *Scheduler) choose(req Request, now time.Time) (store.Account, error) {
 	var best *store.Account
 	var enabled int
 	var earliest time.Time
+	members := s.members(req)
 	for i := range s.accounts {
 		a := &s.accounts[i]
-		if !req.serves(a) {
+		if !req.serves(a, members) {
 			continue
 		}
 		enabled++
@@ -226,7 +277,7 @@ func (s *Scheduler) choose(req Request, now time.Time) (store.Account, error) {
 	case best != nil:
 		return *best, nil
 	case enabled == 0:
-		return store.Account{}, &NoAccountError{Platform: req.Platform, Model: req.Model}
+		return store.Account{}, &NoAccountError{Platform: req.Platform, Model: req.Model, Binding: req.Binding}
 	case earliest.IsZero():
 		// Every enabled account was tried already in this request.
 		return store.Account{}, &CoolingError{Platform: req.Platform, Accounts: enabled, Until: now.Add(time.Second)}
@@ -287,9 +338,10 @@ func (s *Scheduler) Recovery(req Request) (until time.Time, ok bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	members := s.members(req)
 	for i := range s.accounts {
 		a := &s.accounts[i]
-		if !req.serves(a) {
+		if !req.serves(a, members) {
 			continue
 		}
 		t, resting := req.restsUntil(a, now)

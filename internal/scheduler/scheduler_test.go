@@ -289,3 +289,45 @@ func TestObserveWindowWritesOnlyChanges(t *testing.T) {
 		t.Fatalf("stored window = %+v", a.Quota.Window5h)
 	}
 }
+
+func TestBindingToAccountOrGroup(t *testing.T) {
+	s, st, clk := setup(t, store.Account{ID: "a", Name: "a", Priority: 1}, store.Account{ID: "b", Name: "b", Priority: 50},
+		store.Account{ID: "c", Name: "c", Priority: 60})
+	ctx := context.Background()
+	if err := st.CreateGroup(ctx, store.Group{ID: "g1", Name: "team", Platform: store.PlatformClaude, CreatedAt: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []store.AccountID{"b", "c"} {
+		if err := st.AddGroupMember(ctx, "g1", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pick(t, s, Request{Binding: "c"}); got != "c" {
+		t.Fatalf("bound to c, picked %s", got)
+	}
+	if got := pick(t, s, Request{Binding: "group:g1"}); got != "b" {
+		t.Fatalf("bound to the group, picked %s (want its best member b, not the pool's a)", got)
+	}
+	if err := s.Rest(ctx, "b", store.CooldownTransient, clk.Now().Add(time.Minute), "529"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pick(t, s, Request{Binding: "group:g1"}); got != "c" {
+		t.Fatalf("with b resting, picked %s", got)
+	}
+	if err := s.Rest(ctx, "c", store.CooldownTransient, clk.Now().Add(2*time.Minute), "529"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Pick(ctx, Request{Platform: store.PlatformClaude, Binding: "group:g1"})
+	var cooling *CoolingError
+	if !errors.As(err, &cooling) {
+		t.Fatalf("whole group resting: %v, want CoolingError (never the pool)", err)
+	}
+	_, err = s.Pick(ctx, Request{Platform: store.PlatformClaude, Binding: "group:nope"})
+	var none *NoAccountError
+	if !errors.As(err, &none) || none.Binding != "group:nope" {
+		t.Fatalf("unknown group: %v", err)
+	}
+}
