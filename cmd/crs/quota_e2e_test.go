@@ -484,3 +484,54 @@ func TestOAuthRefreshAheadOfExpiry(t *testing.T) {
 		t.Fatalf("a token 20 minutes from expiry was refreshed %d times with the 5-minute default", n)
 	}
 }
+
+// TestAccountMaxConcurrency: an account capped at one request in flight
+// sends the second concurrent request to the next account instead of
+// stacking it, and takes requests again once free.
+func TestAccountMaxConcurrency(t *testing.T) {
+	slow := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "capped"})
+	slow.SetDefault(fakeupstream.Fault{FirstByteDelay: 400 * time.Millisecond})
+	other := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "other"})
+	dir := newDataDir(t)
+	id := addAccount(t, dir, slow, "capped", 10)
+	addAccount(t, dir, other, "other", 90)
+	var v admin.AccountView
+	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "update", id, "--max-concurrency", "1", "--json"), &v)
+	if v.MaxConcurrency != 1 {
+		t.Fatalf("max_concurrency = %d", v.MaxConcurrency)
+	}
+	_, key := createKey(t, dir, "k")
+	srv := startRelay(t, dir, nil)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 1 {
+				time.Sleep(100 * time.Millisecond) // the first holds the slot
+			}
+			if code, body, _ := post(t, srv.url, key, messagesBody("claude-sonnet-4-5", "conversation "+strconv.Itoa(i))); code != 200 {
+				t.Errorf("request %d: %d %s", i, code, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if slow.MessageCount() != 1 || other.MessageCount() != 1 {
+		t.Fatalf("capped account served %d, other %d; want one each", slow.MessageCount(), other.MessageCount())
+	}
+	// Free again: the preferred account serves.
+	if code, _, _ := post(t, srv.url, key, messagesBody("claude-sonnet-4-5", "conversation 3")); code != 200 || slow.MessageCount() != 2 {
+		t.Fatalf("after the slot freed: %d, capped served %d", code, slow.MessageCount())
+	}
+	if _, errOut := runCLI(t, dir, "accounts", "update", id, "--max-concurrency", "-1"); !strings.Contains(errOut, "--max-concurrency") {
+		t.Fatalf("a negative cap: %s", errOut)
+	}
+}
+
+// runCLI runs a crs command that may fail and returns stdout and stderr.
+func runCLI(t *testing.T, dir string, args ...string) (string, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	run(t.Context(), append(args, "--data-dir", dir), strings.NewReader(""), &out, &errOut)
+	return out.String(), errOut.String()
+}

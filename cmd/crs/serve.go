@@ -26,6 +26,7 @@ import (
 	"github.com/crs-relay/crs/internal/scheduler"
 	"github.com/crs-relay/crs/internal/server"
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/memcounters"
 	"github.com/crs-relay/crs/internal/usage"
 )
 
@@ -96,6 +97,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	// Onboarding from the admin API shares the relay's pooled transports.
 	e.Admin.OAuth.HTTPClient = pool.Client
 	sched := scheduler.New(e.Store, scheduler.Options{StickyTTL: cfg.StickyTTL})
+	// Embedded mode: limit counters live in this process (the lockfile
+	// makes it the only server on the store); spend is re-read from usage
+	// records after a restart.
+	counters := memcounters.New(nil)
 	tokens := &oauth.Refresher{
 		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead,
 		Client: func(a store.Account) (*oauth.Client, error) {
@@ -128,6 +133,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Box:       e.Box,
 		Tokens:    tokens,
 		Locks:     e.Store,
+		Counters:  counters,
 		Logger:    log,
 	})
 	if err := rl.Refresh(ctx); err != nil {

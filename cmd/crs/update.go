@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/crs-relay/crs/internal/admin"
+	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/provider/anthropic"
 	"github.com/crs-relay/crs/internal/store"
 )
 
 const accountsUpdateSynopsis = "ID [--name N] [--priority N] [--base-url URL] [--proxy URL] [--schedulable=BOOL] " +
-	"[--models LIST] [--auto-pause-on-warning=BOOL] [--serial-queue=BOOL] [--unified-user-agent=BOOL] [--intercept-warmup=BOOL] [--json]"
+	"[--models LIST] [--max-concurrency N] [--daily-quota USD] [--auto-pause-on-warning=BOOL] [--serial-queue=BOOL] " +
+	"[--unified-user-agent=BOOL] [--intercept-warmup=BOOL] [--json]"
 
 // accountsUpdate changes the given fields of one account; flags left out
 // keep their value.
@@ -28,6 +30,8 @@ func accountsUpdate(ctx context.Context, c *cli, args []string) error {
 	serial := fs.Bool("serial-queue", false, "at most one user turn at a time on the account, with a minimum gap (USER_MESSAGE_QUEUE_DELAY)")
 	unifiedUA := fs.Bool("unified-user-agent", false, "send every request with the newest Claude Code user agent seen")
 	warmup := fs.Bool("intercept-warmup", false, "answer Claude Code's warmup and title requests locally")
+	maxConc := fs.Int("max-concurrency", 0, "cap on the account's requests in flight; more go to another account (0: no cap)")
+	dailyQuota := fs.String("daily-quota", "", "API-key accounts: stop using the account for the day once its cost reaches this many USD (0: no quota)")
 	asJSON := fs.Bool("json", false, "print the account as JSON")
 	id, err := oneID(fs, "accounts update", "account", args)
 	if err != nil {
@@ -48,6 +52,14 @@ func accountsUpdate(ctx context.Context, c *cli, args []string) error {
 	set("serial-queue", func() { p.SerialQueue = serial })
 	set("unified-user-agent", func() { p.UnifiedUserAgent = unifiedUA })
 	set("intercept-warmup", func() { p.InterceptWarmup = warmup })
+	set("max-concurrency", func() { p.MaxConcurrency = maxConc })
+	if isSet(fs, "daily-quota") {
+		q, err := parseUSDFlag("daily-quota", *dailyQuota)
+		if err != nil {
+			return usageError{"accounts update: " + err.Error()}
+		}
+		p.DailyQuota = &q
+	}
 	if isSet(fs, "models") {
 		m, err := anthropic.ParseModels(*models)
 		if err != nil {
@@ -144,4 +156,13 @@ func parseExpiryOrNever(s string) (*time.Time, error) {
 		return nil, err
 	}
 	return &t, nil
+}
+
+// parseUSDFlag reads a dollar amount flag.
+func parseUSDFlag(name, v string) (admin.USD, error) {
+	p, err := pricing.ParseUSD(v)
+	if err != nil {
+		return admin.USD{}, fmt.Errorf("--%s: %s", name, err.Error())
+	}
+	return admin.USD{Decimal: pricing.FromPico(p)}, nil
 }

@@ -18,6 +18,9 @@ const (
 	DefaultPriority = 50
 )
 
+// maxConcurrency bounds a concurrency cap; more is a typo.
+const maxConcurrency = 10000
+
 // maxSecretLen bounds a pasted credential; real API keys are ~100 bytes.
 const maxSecretLen = 8192
 
@@ -53,8 +56,13 @@ type AccountView struct {
 	SerialQueue        bool              `json:"serial_queue"`
 	UnifiedUserAgent   bool              `json:"unified_user_agent"`
 	InterceptWarmup    bool              `json:"intercept_warmup"`
-	LastUsedAt         *time.Time        `json:"last_used_at"`
-	CreatedAt          time.Time         `json:"created_at"`
+	// MaxConcurrency caps the account's requests in flight (0: no cap);
+	// DailyQuota ends an account's day once its real cost reaches it (0:
+	// no quota).
+	MaxConcurrency int        `json:"max_concurrency"`
+	DailyQuota     USD        `json:"daily_quota"`
+	LastUsedAt     *time.Time `json:"last_used_at"`
+	CreatedAt      time.Time  `json:"created_at"`
 }
 
 // WindowView is a quota window.
@@ -97,6 +105,8 @@ type AccountPatch struct {
 	SerialQueue        *bool
 	UnifiedUserAgent   *bool
 	InterceptWarmup    *bool
+	MaxConcurrency     *int
+	DailyQuota         *USD
 }
 
 func (s *Service) accountView(a store.Account) AccountView {
@@ -121,6 +131,8 @@ func (s *Service) accountView(a store.Account) AccountView {
 		SerialQueue:        a.Options.SerialQueue,
 		UnifiedUserAgent:   a.Options.UnifiedUserAgent,
 		InterceptWarmup:    a.Options.InterceptWarmup,
+		MaxConcurrency:     a.Options.MaxConcurrency,
+		DailyQuota:         usdOf(a.Options.DailyQuota),
 	}
 	if w := a.Quota.Window5h; !w.End.IsZero() && now.Before(w.End) {
 		v.Window5h = &WindowView{Start: w.Start.UTC(), End: w.End.UTC(), Status: w.Status}
@@ -365,6 +377,24 @@ func (s *Service) UpdateAccount(ctx context.Context, id store.AccountID, p Accou
 	setBool(&a.Options.SerialQueue, p.SerialQueue)
 	setBool(&a.Options.UnifiedUserAgent, p.UnifiedUserAgent)
 	setBool(&a.Options.InterceptWarmup, p.InterceptWarmup)
+	if p.MaxConcurrency != nil {
+		if *p.MaxConcurrency < 0 || *p.MaxConcurrency > maxConcurrency {
+			return AccountView{}, invalid("max_concurrency", "want 0 (no cap) to %d, got %d", maxConcurrency, *p.MaxConcurrency)
+		}
+		a.Options.MaxConcurrency = *p.MaxConcurrency
+	}
+	if p.DailyQuota != nil {
+		quota, err := limitPico("daily_quota", *p.DailyQuota)
+		if err != nil {
+			return AccountView{}, err
+		}
+		if a.Type != store.TypeAPIKey && quota != 0 {
+			// A subscription's quota is its plan's; a dollar cap on it
+			// would only hide the real one.
+			return AccountView{}, invalid("daily_quota", "only API-key accounts have a daily quota in dollars; %s is a %s account", a.ID, a.Type)
+		}
+		a.Options.DailyQuota = quota
+	}
 	a.UpdatedAt = s.now().UTC()
 	if err := s.Store.UpdateAccount(ctx, a); err != nil {
 		return AccountView{}, err

@@ -593,6 +593,8 @@ type accountPatchRequest struct {
 	SerialQueue        *bool              `json:"serial_queue"`
 	UnifiedUserAgent   *bool              `json:"unified_user_agent"`
 	InterceptWarmup    *bool              `json:"intercept_warmup"`
+	MaxConcurrency     *int               `json:"max_concurrency"`
+	DailyQuota         *USD               `json:"daily_quota"`
 }
 
 func (a *API) patchAccount(w http.ResponseWriter, r *http.Request, _ authSession) {

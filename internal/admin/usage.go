@@ -121,3 +121,16 @@ func (s *Service) Usage(ctx context.Context, q UsageQuery) (UsageView, error) {
 	}
 	return v, nil
 }
+
+// usdOf is picodollars as USD.
+func usdOf(pico int64) USD { return USD{pricing.FromPico(pico)} }
+
+// limitPico checks a money limit typed by an admin (not negative, at most
+// 12 decimals, at most a million dollars) and returns it in picodollars.
+func limitPico(field string, u USD) (int64, error) {
+	p, err := pricing.ParseUSD(u.String())
+	if err != nil {
+		return 0, invalid(field, "%s", err.Error())
+	}
+	return p, nil
+}

@@ -105,6 +105,9 @@ func (c *call) pick(tried map[store.AccountID]bool) scheduler.Request {
 type failure struct {
 	outcome provider.Outcome
 	account store.Account
+	// skipped: the account was full and nothing was sent; the try does
+	// not count against MaxAttempts.
+	skipped bool
 }
 
 // Messages serves POST …/v1/messages.
@@ -181,6 +184,10 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 			return
 		}
 		last = failed
+		if failed.skipped {
+			c.attempts--
+			continue
+		}
 		if r.refreshAfter401(ctx, c, acct, failed) {
 			delete(tried, acct.ID) // the same account, once more, with its new token
 			continue
@@ -246,6 +253,13 @@ func (r *Relay) writeExhausted(w http.ResponseWriter, c *call, last *failure) {
 // was written to the client.
 func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Request, c *call, acct store.Account, deadline time.Time) (f *failure, done bool) {
 	fail := func(o provider.Outcome) (*failure, bool) { return &failure{outcome: o, account: acct}, false }
+	if acct.Options.MaxConcurrency > 0 {
+		free, err := r.accountSlot(ctx, acct, c)
+		if err != nil {
+			return &failure{outcome: provider.Outcome{Kind: provider.Failover, Reason: err.Error()}, account: acct, skipped: true}, false
+		}
+		defer free()
+	}
 	release := func() {}
 	if acct.Options.SerialQueue && c.metered && c.userTurn() {
 		var err error

@@ -2,7 +2,10 @@ package relay
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/crs-relay/crs/internal/provider"
 	"github.com/crs-relay/crs/internal/provider/anthropic"
@@ -59,4 +62,35 @@ func (r *Relay) observeLimits(ctx context.Context, acct store.Account, status in
 // (OAuth or setup-token) rather than an API key.
 func isSubscription(a store.Account) bool {
 	return a.Type == store.TypeOAuth || a.Type == store.TypeSetupToken
+}
+
+// accountLease bounds how long a crashed instance's slot on an account
+// stays taken.
+const accountLease = 15 * time.Minute
+
+// errAccountFull says an account is at its max_concurrency.
+var errAccountFull = errors.New("the account is at its concurrency limit")
+
+// accountSlot takes one of the account's max_concurrency slots for the
+// call, or says the account is full: the call then goes to another account
+// without resting this one. The slot lives in the limit counters, so every
+// instance counts against the same cap.
+func (r *Relay) accountSlot(ctx context.Context, acct store.Account, c *call) (free func(), err error) {
+	if r.counters == nil {
+		return func() {}, nil
+	}
+	name := "acct-slots:" + string(acct.ID)
+	holder := fmt.Sprintf("%s#%d", c.id, c.attempts)
+	ok, err := r.counters.Acquire(ctx, name, holder, acct.Options.MaxConcurrency, accountLease)
+	if err != nil {
+		return nil, fmt.Errorf("concurrency counters: %w", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w (%d)", errAccountFull, acct.Options.MaxConcurrency)
+	}
+	return func() {
+		if err := r.counters.Release(context.WithoutCancel(ctx), name, holder); err != nil {
+			r.log.Warn("cannot release an account slot; its lease will expire", "account", acct.ID, "err", err)
+		}
+	}, nil
 }

@@ -57,18 +57,19 @@ type Config struct {
 
 // Relay serves the client-facing API routes.
 type Relay struct {
-	cfg    Config
-	keys   *KeyCache
-	sched  *scheduler.Scheduler
-	rec    *usage.Recorder
-	prices *pricing.Table
-	pool   *netx.Pool
-	box    *secret.Box
-	tokens *oauth.Refresher
-	serial *serialQueue
-	newest newestClaudeCode
-	log    *slog.Logger
-	now    func() time.Time
+	cfg      Config
+	keys     *KeyCache
+	sched    *scheduler.Scheduler
+	rec      *usage.Recorder
+	prices   *pricing.Table
+	pool     *netx.Pool
+	box      *secret.Box
+	tokens   *oauth.Refresher
+	counters store.LimitCounters
+	serial   *serialQueue
+	newest   newestClaudeCode
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // Deps are the services a Relay uses; all are required but Logger and Now.
@@ -84,9 +85,12 @@ type Deps struct {
 	Tokens *oauth.Refresher
 	// Locks serialise user turns across instances (serial_queue accounts);
 	// nil serialises within this process only.
-	Locks  store.Locks
-	Logger *slog.Logger
-	Now    func() time.Time
+	Locks store.Locks
+	// Counters hold the in-flight slots of accounts with max_concurrency
+	// (and the key limits); nil leaves those caps unenforced.
+	Counters store.LimitCounters
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // New builds a Relay.
@@ -116,7 +120,7 @@ func New(cfg Config, d Deps) *Relay {
 		d.Now = time.Now
 	}
 	return &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
-		pool: d.Pool, box: d.Box, tokens: d.Tokens, log: d.Logger, now: d.Now,
+		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, log: d.Logger, now: d.Now,
 		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
 }
 
