@@ -535,3 +535,46 @@ func runCLI(t *testing.T, dir string, args ...string) (string, string) {
 	run(t.Context(), append(args, "--data-dir", dir), strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String()
 }
+
+// TestAccountDailyQuota: an API-key account stops for the day once its
+// real cost reaches --daily-quota, also when the spend before a restart
+// counts toward it (the counters start empty and are seeded from the
+// stored usage), and the next account takes over.
+func TestAccountDailyQuota(t *testing.T) {
+	capped := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "capped"})
+	other := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "other"})
+	dir := newDataDir(t)
+	id := addAccount(t, dir, capped, "capped", 10)
+	addAccount(t, dir, other, "other", 90)
+	// One default reply on claude-sonnet-4-5 costs $0.00016965; two pass $0.0003.
+	var v admin.AccountView
+	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "update", id, "--daily-quota", "0.0003", "--json"), &v)
+	if v.DailyQuota.String() != "0.0003" {
+		t.Fatalf("daily_quota = %s", v.DailyQuota)
+	}
+	_, key := createKey(t, dir, "k")
+	srv := startRelay(t, dir, nil)
+	if code, _, _ := post(t, srv.url, key, messagesBody("claude-sonnet-4-5", "one")); code != 200 || capped.MessageCount() != 1 {
+		t.Fatalf("first request: %d", code)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	srv = startRelay(t, dir, nil)
+	if code, _, _ := post(t, srv.url, key, messagesBody("claude-sonnet-4-5", "two")); code != 200 || capped.MessageCount() != 2 {
+		t.Fatalf("second request: %d (capped served %d)", code, capped.MessageCount())
+	}
+	a := accountView(t, dir, store.AccountID(id))
+	if a.Status != "rate_limited" || !strings.Contains(a.CooldownReason, "daily quota") || a.CooldownUntil == nil {
+		t.Fatalf("after the quota: %s %q until %v", a.Status, a.CooldownReason, a.CooldownUntil)
+	}
+	if h := a.CooldownUntil.In(time.Local); h.Hour() != 0 || h.Minute() != 0 || !h.After(time.Now()) {
+		t.Fatalf("resumes at %v, want the next local midnight", h)
+	}
+	if code, _, _ := post(t, srv.url, key, messagesBody("claude-sonnet-4-5", "three")); code != 200 || other.MessageCount() != 1 {
+		t.Fatalf("third request: %d (other served %d)", code, other.MessageCount())
+	}
+	if _, errOut := runCLI(t, dir, "accounts", "update", id, "--daily-quota", "-5"); !strings.Contains(errOut, "--daily-quota") {
+		t.Fatalf("a negative quota: %s", errOut)
+	}
+}

@@ -122,6 +122,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		FirstEventTimeout: cfg.FirstEventTimeout,
 		FailoverDeadline:  cfg.FailoverDeadline,
 		ClaudeCodeOnly:    cfg.ClaudeCodeOnly,
+		Location:          cfg.Location,
 		SerialGap:         cfg.UserMessageQueueDelay,
 		SerialTimeout:     cfg.UserMessageQueueTimeout,
 	}, relay.Deps{
@@ -134,6 +135,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Tokens:    tokens,
 		Locks:     e.Store,
 		Counters:  counters,
+		Spend:     e.Store.SummarizeUsage,
 		Logger:    log,
 	})
 	if err := rl.Refresh(ctx); err != nil {

@@ -367,7 +367,7 @@ func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call,
 				rec.Model = model
 			}
 			rec.LatencyMs = r.now().Sub(c.start).Milliseconds()
-			r.record(context.WithoutCancel(ctx), rec, tk)
+			r.record(context.WithoutCancel(ctx), acct, rec, tk)
 		}
 	}
 	copyHeaders(w.Header(), resp.Header, "Content-Type")
@@ -411,7 +411,7 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 		}
 		rec.ClientAborted = aborted
 		rec.LatencyMs = r.now().Sub(c.start).Milliseconds()
-		r.record(context.WithoutCancel(ctx), rec, su.Tokens)
+		r.record(context.WithoutCancel(ctx), acct, rec, su.Tokens)
 	}
 
 	// Before the commit point.

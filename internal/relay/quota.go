@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/provider"
 	"github.com/crs-relay/crs/internal/provider/anthropic"
 	"github.com/crs-relay/crs/internal/store"
@@ -93,4 +94,73 @@ func (r *Relay) accountSlot(ctx context.Context, acct store.Account, c *call) (f
 			r.log.Warn("cannot release an account slot; its lease will expire", "account", acct.ID, "err", err)
 		}
 	}, nil
+}
+
+// chargeAccount adds a recorded response's real cost to the account's
+// spend today and, for an API-key account with a daily quota, rests the
+// account until the next midnight (TIMEZONE) once the quota is reached.
+// The rest is an ordinary rate_limited cooldown, so it survives restarts
+// and every instance sees it.
+func (r *Relay) chargeAccount(ctx context.Context, acct store.Account, rec store.UsageRecord) {
+	quota := acct.Options.DailyQuota
+	if quota <= 0 || acct.Type != store.TypeAPIKey || r.counters == nil {
+		return
+	}
+	now := r.now().In(r.cfg.Location)
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, r.cfg.Location)
+	next := day.AddDate(0, 0, 1)
+	name := "acct-spend:" + string(acct.ID) + ":" + day.Format("2006-01-02")
+	spent, err := seededAdd(ctx, r.counters, name, rec.CostPico, next.Add(time.Hour), func() (int64, error) {
+		if r.spend == nil {
+			return rec.CostPico, nil
+		}
+		sum, err := r.spend(ctx, store.UsageFilter{AccountID: acct.ID, From: day})
+		if err != nil {
+			return 0, err
+		}
+		var total int64
+		for _, row := range sum.Accounts {
+			total += row.CostPico
+		}
+		return total, nil
+	})
+	if err != nil {
+		r.log.Warn("cannot count the account's daily spend", "account", acct.ID, "err", err)
+		return
+	}
+	if spent >= quota {
+		reason := fmt.Sprintf("daily quota of $%s reached ($%s spent); resumes at midnight",
+			pricing.FromPico(quota).String(), pricing.FromPico(spent).StringFixed(2))
+		if err := r.sched.Rest(context.WithoutCancel(ctx), acct.ID, store.CooldownRateLimited, next, reason); err != nil {
+			r.log.Error("cannot rest an account over its daily quota", "account", acct.ID, "err", err)
+		}
+	}
+}
+
+// seededAdd adds delta to a spend counter, first seeding it from stored
+// usage when the counter does not exist yet (after a restart, or on a new
+// day): the seed already holds the record just stored, so the first
+// caller adds the seed instead of delta. A marker counter makes sure only
+// one caller seeds.
+func seededAdd(ctx context.Context, c store.LimitCounters, name string, delta int64, expires time.Time, seed func() (int64, error)) (int64, error) {
+	if _, ok, err := c.Get(ctx, name); err != nil {
+		return 0, err
+	} else if ok {
+		return c.Add(ctx, name, delta, expires)
+	}
+	first, err := c.Add(ctx, name+":seeded", 1, expires)
+	if err != nil {
+		return 0, err
+	}
+	if first != 1 {
+		return c.Add(ctx, name, delta, expires)
+	}
+	total, err := seed()
+	if err != nil {
+		// Unseeded, the counter would understate the spend for the rest
+		// of the day: let the next caller try again.
+		c.Add(ctx, name+":seeded", -1, expires)
+		return 0, err
+	}
+	return c.Add(ctx, name, total, expires)
 }

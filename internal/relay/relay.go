@@ -47,6 +47,8 @@ type Config struct {
 	// ClaudeCodeOnly keeps subscription (OAuth, setup-token) accounts for
 	// real Claude Code traffic: other clients go to API-key accounts only.
 	ClaudeCodeOnly bool
+	// Location is the zone of daily quotas (TIMEZONE); default local.
+	Location *time.Location
 	// SerialGap is the minimum gap between user turns on an account with
 	// the serial_queue option (default 200 ms); SerialTimeout bounds the
 	// wait for the turn (default 60 s), after which another account is
@@ -66,6 +68,7 @@ type Relay struct {
 	box      *secret.Box
 	tokens   *oauth.Refresher
 	counters store.LimitCounters
+	spend    func(context.Context, store.UsageFilter) (store.UsageSummary, error)
 	serial   *serialQueue
 	newest   newestClaudeCode
 	log      *slog.Logger
@@ -86,11 +89,13 @@ type Deps struct {
 	// Locks serialise user turns across instances (serial_queue accounts);
 	// nil serialises within this process only.
 	Locks store.Locks
-	// Counters hold the in-flight slots of accounts with max_concurrency
-	// (and the key limits); nil leaves those caps unenforced.
+	// Counters hold the in-flight slots of accounts with max_concurrency,
+	// their daily spend (and the key limits); nil leaves those unenforced.
 	Counters store.LimitCounters
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Spend totals stored usage; it seeds spend counters after a restart.
+	Spend  func(context.Context, store.UsageFilter) (store.UsageSummary, error)
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // New builds a Relay.
@@ -107,6 +112,9 @@ func New(cfg Config, d Deps) *Relay {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 60 << 20
 	}
+	if cfg.Location == nil {
+		cfg.Location = time.Local
+	}
 	if cfg.SerialGap <= 0 {
 		cfg.SerialGap = 200 * time.Millisecond
 	}
@@ -120,7 +128,7 @@ func New(cfg Config, d Deps) *Relay {
 		d.Now = time.Now
 	}
 	return &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
-		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, log: d.Logger, now: d.Now,
+		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, spend: d.Spend, log: d.Logger, now: d.Now,
 		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
 }
 
@@ -160,7 +168,7 @@ func (r *Relay) readBody(w http.ResponseWriter, req *http.Request) ([]byte, bool
 
 // record prices and stores one usage record, waiting (bounded) until it is
 // durable. It logs instead of failing: the response goes on either way.
-func (r *Relay) record(ctx context.Context, rec store.UsageRecord, tk pricing.Tokens) {
+func (r *Relay) record(ctx context.Context, acct store.Account, rec store.UsageRecord, tk pricing.Tokens) {
 	rec.Input, rec.Output = tk.Input, tk.Output
 	rec.CacheWrite5m, rec.CacheWrite1h, rec.CacheRead = tk.CacheWrite5m, tk.CacheWrite1h, tk.CacheRead
 	rec.CostPico = pricing.ToPico(r.prices.Cost(rec.Model, tk))
@@ -170,6 +178,7 @@ func (r *Relay) record(ctx context.Context, rec store.UsageRecord, tk pricing.To
 	if err := r.rec.Record(ctx, rec); err != nil {
 		r.log.Error("usage record lost", "request_id", rec.RequestID, "attempt", rec.Attempt, "err", err)
 	}
+	r.chargeAccount(ctx, acct, rec)
 }
 
 // Refresh reloads the key cache and the account snapshot.
