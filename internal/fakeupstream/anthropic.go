@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -141,6 +142,10 @@ type Anthropic struct {
 	// for them forever.
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	// inFlight and maxInFlight count /v1/messages requests being answered,
+	// so a test can check a concurrency limit where it matters: upstream.
+	inFlight, maxInFlight atomic.Int64
 
 	mu       sync.Mutex
 	server   *httptest.Server
@@ -291,4 +296,23 @@ func (a *Anthropic) nextSeq() uint64 {
 func cloneFault(f Fault) Fault {
 	f.Header = f.Header.Clone()
 	return f
+}
+
+// MaxInFlight is the most /v1/messages requests the fake was answering at
+// once since it started (or since ResetMaxInFlight).
+func (a *Anthropic) MaxInFlight() int64 { return a.maxInFlight.Load() }
+
+// ResetMaxInFlight starts the MaxInFlight count again.
+func (a *Anthropic) ResetMaxInFlight() { a.maxInFlight.Store(a.inFlight.Load()) }
+
+// enter counts one more request in flight and returns its leave.
+func (a *Anthropic) enter() func() {
+	n := a.inFlight.Add(1)
+	for {
+		m := a.maxInFlight.Load()
+		if n <= m || a.maxInFlight.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return func() { a.inFlight.Add(-1) }
 }

@@ -48,6 +48,7 @@ func (a *Anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isMessages := r.URL.Path == "/v1/messages" && r.Method == http.MethodPost
 	var f Fault
 	if isMessages {
+		defer a.enter()()
 		f = a.nextFault()
 	}
 	ctx := r.Context()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -757,5 +758,30 @@ func TestConcurrentStreams(t *testing.T) {
 	}
 	if failed != faults || a.MessageCount() != n || len(a.Requests()) != n {
 		t.Errorf("%d failed (want %d), count %d, recorded %d (want %d)", failed, faults, a.MessageCount(), len(a.Requests()), n)
+	}
+}
+
+func TestMaxInFlight(t *testing.T) {
+	a := StartAnthropic(t, Options{})
+	a.SetDefault(Fault{FirstByteDelay: 100 * time.Millisecond})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(a.URL()+"/v1/messages", "application/json",
+				strings.NewReader(`{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"}]}`))
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if got := a.MaxInFlight(); got != 4 {
+		t.Fatalf("MaxInFlight = %d, want 4", got)
+	}
+	a.ResetMaxInFlight()
+	if got := a.MaxInFlight(); got != 0 {
+		t.Fatalf("after reset = %d", got)
 	}
 }
