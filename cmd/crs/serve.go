@@ -18,9 +18,11 @@ import (
 
 	"github.com/crs-relay/crs/internal/admin"
 	"github.com/crs-relay/crs/internal/config"
+	"github.com/crs-relay/crs/internal/keystats"
 	"github.com/crs-relay/crs/internal/lockfile"
 	"github.com/crs-relay/crs/internal/netx"
 	"github.com/crs-relay/crs/internal/oauth"
+	"github.com/crs-relay/crs/internal/policy"
 	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/relay"
 	"github.com/crs-relay/crs/internal/scheduler"
@@ -101,6 +103,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	// makes it the only server on the store); spend is re-read from usage
 	// records after a restart.
 	counters := memcounters.New(nil)
+	limits := policy.New(policy.Options{
+		Counters: counters, Spend: e.Store.SummarizeUsage, Activate: e.Store.ActivateKey,
+		Location: cfg.Location, Queue: cfg.ConcurrencyQueue, QueueTimeout: cfg.ConcurrencyQueueTimeout,
+	})
 	tokens := &oauth.Refresher{
 		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead,
 		Client: func(a store.Account) (*oauth.Client, error) {
@@ -135,6 +141,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Tokens:    tokens,
 		Locks:     e.Store,
 		Counters:  counters,
+		Policy:    limits,
 		Spend:     e.Store.SummarizeUsage,
 		Logger:    log,
 	})
@@ -149,6 +156,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	handler := server.New(server.Options{
 		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(),
 		Logger: log, ClientIP: clientIP,
+		Stats: keystats.New(keystats.Options{
+			Keys: e.Store, Usage: e.Store, Policy: limits, ClientIP: clientIP, Location: cfg.Location, Logger: log,
+		}),
 	})
 	// Requests hang off baseCtx, so a drain that runs out of time can end
 	// them with a cause the relay turns into a proper error event.

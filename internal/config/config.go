@@ -60,6 +60,12 @@ type Config struct {
 	// tried (USER_MESSAGE_QUEUE_DELAY, USER_MESSAGE_QUEUE_TIMEOUT).
 	UserMessageQueueDelay   time.Duration
 	UserMessageQueueTimeout time.Duration
+	// ConcurrencyQueue makes requests over a key's concurrency limit wait
+	// for a slot instead of being refused (a key's own --queue wins), for
+	// at most ConcurrencyQueueTimeout (CONCURRENCY_QUEUE,
+	// CONCURRENCY_QUEUE_TIMEOUT).
+	ConcurrencyQueue        bool
+	ConcurrencyQueueTimeout time.Duration
 	// Location is the zone of daily usage boundaries (TIMEZONE, an IANA
 	// name); the machine's zone when unset.
 	Location *time.Location
@@ -113,6 +119,8 @@ func Vars() []Var {
 		{"CLAUDE_CODE_ONLY", "false", "true: subscription accounts serve only real Claude Code; other clients use API-key accounts"},
 		{"USER_MESSAGE_QUEUE_DELAY", "200ms", "minimum gap between user turns on accounts with the serial queue"},
 		{"USER_MESSAGE_QUEUE_TIMEOUT", "60s", "longest wait for an account's serial queue before another account is tried"},
+		{"CONCURRENCY_QUEUE", "false", "true: requests over a key's concurrency limit wait (room for 2× the limit) instead of 429; a key's --queue wins"},
+		{"CONCURRENCY_QUEUE_TIMEOUT", "30s", "longest wait in a key's concurrency queue before 429"},
 		{"TIMEZONE", "(machine zone)", "IANA zone for daily usage boundaries, e.g. Asia/Shanghai"},
 		{"TRUST_PROXY", "(none)", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is trusted"},
 		{"REQUEST_MAX_SIZE_MB", "60", "largest accepted request body, MiB"},
@@ -150,6 +158,8 @@ func Load(getenv func(string) string) (Config, error) {
 		ClaudeCodeOnly:          p.boolean("CLAUDE_CODE_ONLY", false),
 		UserMessageQueueDelay:   p.duration("USER_MESSAGE_QUEUE_DELAY", 200*time.Millisecond),
 		UserMessageQueueTimeout: p.duration("USER_MESSAGE_QUEUE_TIMEOUT", 60*time.Second),
+		ConcurrencyQueue:        p.boolean("CONCURRENCY_QUEUE", false),
+		ConcurrencyQueueTimeout: p.duration("CONCURRENCY_QUEUE_TIMEOUT", 30*time.Second),
 		Location:                p.zone("TIMEZONE"),
 		TrustProxy:              p.prefixes("TRUST_PROXY"),
 		MaxBodyBytes:            int64(p.intRange("REQUEST_MAX_SIZE_MB", 60, 1, 4096)) << 20,

@@ -44,6 +44,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"CLAUDE_CODE_ONLY":             "maybe",
 		"USER_MESSAGE_QUEUE_DELAY":     "0",
 		"USER_MESSAGE_QUEUE_TIMEOUT":   "-5s",
+		"CONCURRENCY_QUEUE":            "sometimes",
+		"CONCURRENCY_QUEUE_TIMEOUT":    "never",
 	} {
 		_, err := Load(env(map[string]string{name: val}))
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -59,9 +61,13 @@ func TestParsesValues(t *testing.T) {
 		"CLAUDE_API_URL": "http://127.0.0.1:9/", "LOG_LEVEL": "DEBUG",
 		"CLAUDE_OAUTH_REFRESH_AHEAD": "10m", "CLAUDE_CODE_ONLY": "true",
 		"USER_MESSAGE_QUEUE_DELAY": "1s", "USER_MESSAGE_QUEUE_TIMEOUT": "90s",
+		"CONCURRENCY_QUEUE": "true", "CONCURRENCY_QUEUE_TIMEOUT": "5s",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !c.ConcurrencyQueue || c.ConcurrencyQueueTimeout != 5*time.Second {
+		t.Fatalf("queue: %v %v", c.ConcurrencyQueue, c.ConcurrencyQueueTimeout)
 	}
 	if c.RefreshAhead != 10*time.Minute || !c.ClaudeCodeOnly || c.UserMessageQueueDelay != time.Second || c.UserMessageQueueTimeout != 90*time.Second {
 		t.Fatalf("parsed: ahead %v, cc-only %v, queue %v/%v", c.RefreshAhead, c.ClaudeCodeOnly, c.UserMessageQueueDelay, c.UserMessageQueueTimeout)

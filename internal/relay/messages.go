@@ -42,6 +42,8 @@ type call struct {
 	// noSubscription keeps the call off subscription accounts: it does not
 	// come from Claude Code and CLAUDE_CODE_ONLY is on.
 	noSubscription bool
+	// binding is the key's account or group ("group:…"), "" for the pool.
+	binding string
 	// committed is set once the client was answered (anything written).
 	committed bool
 	// refreshed lists OAuth accounts already force-refreshed after a 401.
@@ -97,7 +99,7 @@ func (c *call) serves(a store.Account) bool {
 func (c *call) pick(tried map[store.AccountID]bool) scheduler.Request {
 	return scheduler.Request{
 		Platform: store.PlatformClaude, Model: c.model, Family: c.family,
-		Session: c.sticky, Exclude: tried, Serves: c.serves,
+		Session: c.sticky, Exclude: tried, Serves: c.serves, Binding: c.binding,
 	}
 }
 
@@ -149,9 +151,12 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 	if s := sessionID(req.Header, f); s != "" {
 		c.sticky = string(c.key.ID) + "|" + string(store.PlatformClaude) + "|" + s
 	}
-	if !r.admitClient(w, c) {
+	release, ok := r.admit(w, req, c)
+	if !ok {
 		return
 	}
+	defer release()
+	c.binding = c.key.Policy.Account
 	c.noSubscription = r.cfg.ClaudeCodeOnly && !c.claudeCode()
 	r.newest.observe(req.Header)
 
@@ -161,6 +166,11 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 	var last *failure
 	for c.attempts < r.cfg.MaxAttempts && r.now().Before(deadline) {
 		acct, err := r.sched.Pick(ctx, c.pick(tried))
+		if err != nil && c.binding != "" && c.key.Policy.BindingFallback {
+			// The key's own accounts cannot serve; it may use the pool.
+			c.binding = ""
+			acct, err = r.sched.Pick(ctx, c.pick(tried))
+		}
 		if err != nil {
 			if last == nil {
 				r.writeNoAccount(w, c, err)
@@ -367,7 +377,7 @@ func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call,
 				rec.Model = model
 			}
 			rec.LatencyMs = r.now().Sub(c.start).Milliseconds()
-			r.record(context.WithoutCancel(ctx), acct, rec, tk)
+			r.record(context.WithoutCancel(ctx), c, acct, rec, tk)
 		}
 	}
 	copyHeaders(w.Header(), resp.Header, "Content-Type")
@@ -411,7 +421,7 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 		}
 		rec.ClientAborted = aborted
 		rec.LatencyMs = r.now().Sub(c.start).Milliseconds()
-		r.record(context.WithoutCancel(ctx), acct, rec, su.Tokens)
+		r.record(context.WithoutCancel(ctx), c, acct, rec, su.Tokens)
 	}
 
 	// Before the commit point.

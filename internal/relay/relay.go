@@ -16,6 +16,7 @@ import (
 
 	"github.com/crs-relay/crs/internal/netx"
 	"github.com/crs-relay/crs/internal/oauth"
+	"github.com/crs-relay/crs/internal/policy"
 	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/scheduler"
 	"github.com/crs-relay/crs/internal/secret"
@@ -68,6 +69,7 @@ type Relay struct {
 	box      *secret.Box
 	tokens   *oauth.Refresher
 	counters store.LimitCounters
+	policy   *policy.Engine
 	spend    func(context.Context, store.UsageFilter) (store.UsageSummary, error)
 	serial   *serialQueue
 	newest   newestClaudeCode
@@ -92,6 +94,8 @@ type Deps struct {
 	// Counters hold the in-flight slots of accounts with max_concurrency,
 	// their daily spend (and the key limits); nil leaves those unenforced.
 	Counters store.LimitCounters
+	// Policy applies key limits and restrictions; nil admits everything.
+	Policy *policy.Engine
 	// Spend totals stored usage; it seeds spend counters after a restart.
 	Spend  func(context.Context, store.UsageFilter) (store.UsageSummary, error)
 	Logger *slog.Logger
@@ -128,7 +132,7 @@ func New(cfg Config, d Deps) *Relay {
 		d.Now = time.Now
 	}
 	return &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
-		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, spend: d.Spend, log: d.Logger, now: d.Now,
+		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, policy: d.Policy, spend: d.Spend, log: d.Logger, now: d.Now,
 		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
 }
 
@@ -168,10 +172,11 @@ func (r *Relay) readBody(w http.ResponseWriter, req *http.Request) ([]byte, bool
 
 // record prices and stores one usage record, waiting (bounded) until it is
 // durable. It logs instead of failing: the response goes on either way.
-func (r *Relay) record(ctx context.Context, acct store.Account, rec store.UsageRecord, tk pricing.Tokens) {
+func (r *Relay) record(ctx context.Context, c *call, acct store.Account, rec store.UsageRecord, tk pricing.Tokens) {
 	rec.Input, rec.Output = tk.Input, tk.Output
 	rec.CacheWrite5m, rec.CacheWrite1h, rec.CacheRead = tk.CacheWrite5m, tk.CacheWrite1h, tk.CacheRead
 	rec.CostPico = pricing.ToPico(r.prices.Cost(rec.Model, tk))
+	rec.RatedCostPico = policy.RatedCost(c.key, acct.Platform, rec.CostPico)
 	if rec.CreatedAt.IsZero() {
 		rec.CreatedAt = r.now()
 	}
@@ -179,6 +184,11 @@ func (r *Relay) record(ctx context.Context, acct store.Account, rec store.UsageR
 		r.log.Error("usage record lost", "request_id", rec.RequestID, "attempt", rec.Attempt, "err", err)
 	}
 	r.chargeAccount(ctx, acct, rec)
+	if r.policy != nil {
+		if err := r.policy.Record(ctx, c.key, rec); err != nil {
+			r.log.Warn("key limits not updated", "request_id", rec.RequestID, "key", c.key.ID, "err", err)
+		}
+	}
 }
 
 // Refresh reloads the key cache and the account snapshot.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crs-relay/crs/internal/admin"
+	"github.com/crs-relay/crs/internal/keystats"
 	"github.com/crs-relay/crs/internal/relay"
 	"github.com/crs-relay/crs/internal/store"
 )
@@ -22,6 +23,9 @@ type Options struct {
 	Version  string
 	Logger   *slog.Logger
 	ClientIP func(*http.Request) string
+	// Stats serves key holders their own usage (POST keystats.Path); nil
+	// leaves the route out.
+	Stats http.Handler
 }
 
 // prefixes the Anthropic Messages surface is mounted under. Clients set
@@ -54,6 +58,9 @@ func New(o Options) http.Handler {
 	}
 	mux.HandleFunc("HEAD /{$}", ok)
 	mux.HandleFunc("GET /health", health(o.Store, o.Version))
+	if o.Stats != nil {
+		mux.Handle("POST "+keystats.Path, o.Stats)
+	}
 	for _, r := range o.Admin {
 		mux.Handle(r.Method+" "+r.Pattern, r.Handler)
 	}
