@@ -277,14 +277,7 @@ func (h *Handler) period(ctx context.Context, id store.KeyID, from time.Time) (P
 	var total store.Counters
 	for _, row := range sum.Models {
 		p.Models = append(p.Models, Model{Model: row.Model, Counters: counters(row.Counters)})
-		total.Requests += row.Requests
-		total.Input += row.Input
-		total.Output += row.Output
-		total.CacheWrite5m += row.CacheWrite5m
-		total.CacheWrite1h += row.CacheWrite1h
-		total.CacheRead += row.CacheRead
-		total.CostPico += row.CostPico
-		total.RatedPico += row.RatedPico
+		total.Merge(row.Counters)
 	}
 	sort.Slice(p.Models, func(i, j int) bool { return p.Models[i].Model < p.Models[j].Model })
 	p.Totals = counters(total)

@@ -305,6 +305,18 @@ type Counters struct {
 	RatedPico    int64
 }
 
+// Merge adds the figures of o to c.
+func (c *Counters) Merge(o Counters) {
+	c.Requests += o.Requests
+	c.Input += o.Input
+	c.Output += o.Output
+	c.CacheWrite5m += o.CacheWrite5m
+	c.CacheWrite1h += o.CacheWrite1h
+	c.CacheRead += o.CacheRead
+	c.CostPico += o.CostPico
+	c.RatedPico += o.RatedPico
+}
+
 // Add adds one record's figures to c.
 func (c *Counters) Add(r UsageRecord) {
 	c.Requests++

@@ -330,14 +330,7 @@ func checkRollups(t *testing.T, s store.Store, recs []store.UsageRecord) {
 				t.Errorf("%s rollup %+v listed twice", g.g, id)
 			}
 			got[id] = r.Counters
-			sum.Requests += r.Requests
-			sum.Input += r.Input
-			sum.Output += r.Output
-			sum.CacheWrite5m += r.CacheWrite5m
-			sum.CacheWrite1h += r.CacheWrite1h
-			sum.CacheRead += r.CacheRead
-			sum.CostPico += r.CostPico
-			sum.RatedPico += r.RatedPico
+			sum.Merge(r.Counters)
 		}
 		if sum != total {
 			t.Errorf("%s rollups total %+v, records total %+v", g.g, sum, total)
