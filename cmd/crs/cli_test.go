@@ -526,3 +526,252 @@ func TestConfigErrorsAreOneLine(t *testing.T) {
 	t.Setenv("ENCRYPTION_KEY", "short")
 	fails(t, 1, "ENCRYPTION_KEY", "accounts", "list", "--data-dir", t.TempDir())
 }
+
+// keyJSON runs a keys command with --json and returns the key view's
+// fields as compact JSON text.
+func keyJSON(t *testing.T, args ...string) map[string]json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	decodeJSON(t, ok(t, "", append(args, "--json")...), &m)
+	return m
+}
+
+func TestKeyPolicyFlags(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	d := []string{"--data-dir", dir}
+	with := func(args ...string) []string { return append(args, d...) }
+
+	var acct, grp struct{ ID string }
+	decodeJSON(t, ok(t, "", with("accounts", "add", "--platform", "claude", "--type", "api-key", "--name", "a", "--api-key", "k", "--json")...), &acct)
+	decodeJSON(t, ok(t, "", with("groups", "create", "team", "--platform", "claude", "--json")...), &grp)
+
+	// Every policy flag on create.
+	k := keyJSON(t, with("keys", "create", "--name", "full", "--description", "CI bot",
+		"--permissions", "claude,codex", "--models-allow", "claude-sonnet-4-5, claude-haiku-*", "--models-deny", "claude-sonnet-4-5-20250929",
+		"--concurrency", "3", "--queue", "--rate-window", "90m", "--rate-requests", "100", "--rate-tokens", "500000", "--rate-cost", "2.5",
+		"--daily-cost", "10", "--total-cost", "$250.125", "--weekly-cost", "50", "--daily-opus-cost", "0.000001",
+		"--weekly-reset-day", "fri", "--weekly-reset-hour", "18", "--activate-for", "30d",
+		"--account", "group:"+grp.ID, "--account-fallback", "--service-rates", "claude=1.5, openai=0.8")...)
+	wantFields(t, "created", k, map[string]string{
+		"description": `"CI bot"`, "permissions": `["claude","openai"]`, "models_allow": `["claude-sonnet-4-5","claude-haiku-*"]`,
+		"models_deny": `["claude-sonnet-4-5-20250929"]`, "concurrency": `3`, "queue": `true`, "rate_window": `"1h30m"`,
+		"rate_requests": `100`, "rate_tokens": `500000`, "rate_cost": `2.5`, "daily_cost": `10`, "total_cost": `250.125`,
+		"weekly_cost": `50`, "daily_opus_cost": `0.000001`, "weekly_reset_day": `5`, "weekly_reset_hour": `18`,
+		"activate_for": `"30d"`, "activated_at": `null`, "expires_at": `null`, "account": `"group:` + grp.ID + `"`,
+		"binding_fallback": `true`, "service_rates": `{"claude":1.5,"openai":0.8}`,
+	}, "key")
+	var id string
+	json.Unmarshal(k["id"], &id)
+	human := ok(t, "", with("keys", "list")...)
+	if !strings.Contains(human, "30d after first use") || !strings.Contains(human, "group:"+grp.ID) {
+		t.Fatalf("human list lacks the activation or binding:\n%s", human)
+	}
+
+	// A plain key: the defaults.
+	wantFields(t, "plain", keyJSON(t, with("keys", "create", "--name", "plain")...), map[string]string{
+		"permissions": `[]`, "queue": `null`, "rate_window": `null`, "weekly_reset_day": `1`, "service_rates": `{}`, "account": `""`,
+	})
+
+	// keys update changes exactly the flags given.
+	update := func(flags ...string) map[string]json.RawMessage {
+		t.Helper()
+		return keyJSON(t, with(append([]string{"keys", "update", id}, flags...)...)...)
+	}
+	wantFields(t, "update 1", update("--description", "", "--permissions", "gemini", "--models-allow", "", "--models-deny", "claude-opus-*",
+		"--concurrency", "0", "--queue=false", "--weekly-reset-day", "sun", "--weekly-reset-hour", "0"), map[string]string{
+		"description": `""`, "permissions": `["gemini"]`, "models_allow": `[]`, "models_deny": `["claude-opus-*"]`, "concurrency": `0`,
+		"queue": `false`, "weekly_reset_day": `0`, "weekly_reset_hour": `0`,
+		// Untouched:
+		"rate_window": `"1h30m"`, "daily_cost": `10`, "activate_for": `"30d"`, "account": `"group:` + grp.ID + `"`,
+	})
+	wantFields(t, "queue default", update("--queue=default"), map[string]string{"queue": `null`})
+	wantFields(t, "queue bare", update("--queue"), map[string]string{"queue": `true`})
+	// --rate-window 0 removes the window with its limits; a new window
+	// needs a limit.
+	wantFields(t, "window removed", update("--rate-window", "0"), map[string]string{
+		"rate_window": `null`, "rate_requests": `0`, "rate_tokens": `0`, "rate_cost": `0`,
+	})
+	wantFields(t, "window back", update("--rate-window", "1d", "--rate-tokens", "42"), map[string]string{
+		"rate_window": `"1d"`, "rate_tokens": `42`, "rate_requests": `0`,
+	})
+	wantFields(t, "money", update("--rate-cost", "0.5", "--daily-cost", "0", "--total-cost", "1", "--weekly-cost", "0", "--daily-opus-cost", "7"),
+		map[string]string{"rate_cost": `0.5`, "daily_cost": `0`, "total_cost": `1`, "weekly_cost": `0`, "daily_opus_cost": `7`})
+	// --expires replaces --activate-for and the other way round; never
+	// removes either.
+	k = update("--expires", "10d")
+	wantFields(t, "fixed expiry", k, map[string]string{"activate_for": `null`}, "expires_at")
+	if string(k["expires_at"]) == "null" {
+		t.Fatal("--expires 10d left no expiry")
+	}
+	wantFields(t, "activation", update("--activate-for", "12h"), map[string]string{"activate_for": `"12h"`, "expires_at": `null`})
+	wantFields(t, "no expiry", update("--activate-for", "never"), map[string]string{"activate_for": `null`, "expires_at": `null`})
+	// Binding: fallback off, to an account, then back to the pool.
+	wantFields(t, "fallback off", update("--account-fallback=false"), map[string]string{"binding_fallback": `false`})
+	wantFields(t, "account", update("--account", acct.ID, "--account-fallback"), map[string]string{
+		"account": `"` + acct.ID + `"`, "binding_fallback": `true`,
+	})
+	wantFields(t, "pool", update("--account", ""), map[string]string{"account": `""`, "binding_fallback": `false`})
+	wantFields(t, "rates", update("--service-rates", "droid=2"), map[string]string{"service_rates": `{"droid":2}`})
+	wantFields(t, "rates cleared", update("--service-rates", ""), map[string]string{"service_rates": `{}`})
+
+	// Bad values the command line catches: exit 2, naming the flag. The
+	// flag package's own errors come with the usage, so only the first
+	// line is one line.
+	for _, c := range []struct{ flag, val string }{
+		{"concurrency", "many"}, {"rate-requests", "x"}, {"rate-tokens", "1.5"}, {"weekly-reset-hour", "noon"},
+		{"queue", "maybe"}, {"account-fallback", "perhaps"},
+	} {
+		code, _, errs := crs(t, "", with("keys", "update", id, "--"+c.flag+"="+c.val)...)
+		if code != 2 || !strings.Contains(strings.SplitN(errs, "\n", 2)[0], "-"+c.flag) {
+			t.Errorf("--%s %s: exit %d, stderr %q", c.flag, c.val, code, errs)
+		}
+	}
+	for _, cmd := range [][]string{{"keys", "create", "--name", "bad"}, {"keys", "update", id}} {
+		for _, c := range []struct{ flag, val string }{
+			{"rate-window", "soon"}, {"rate-window", "-5m"}, {"activate-for", "later"}, {"rate-cost", "abc"},
+			{"daily-cost", "-1"}, {"total-cost", "2000000"}, {"weekly-cost", "1e"}, {"daily-opus-cost", "ten"},
+			{"weekly-reset-day", "funday"}, {"weekly-reset-day", "7"}, {"service-rates", "claude"}, {"service-rates", "claude=lots"},
+			{"service-rates", "claude=1,claude=2"},
+		} {
+			fails(t, 2, "--"+c.flag+":", with(append(append([]string{}, cmd...), "--"+c.flag, c.val)...)...)
+		}
+		// Bad values the service catches: exit 1, naming the flag.
+		for _, c := range []struct {
+			flag string
+			args []string
+		}{
+			{"--description", []string{"--description", strings.Repeat("d", 501)}},
+			{"--permissions", []string{"--permissions", "claude,bard"}},
+			{"--models-allow", []string{"--models-allow", "claude opus"}},
+			{"--models-deny", []string{"--models-deny", "*"}},
+			{"--concurrency", []string{"--concurrency", "-1"}},
+			{"--rate-window", []string{"--rate-window", "30s", "--rate-requests", "1"}},
+			{"--rate-window", []string{"--rate-window", "31d", "--rate-requests", "1"}},
+			// A window with nothing to count.
+			{"--rate-window", []string{"--rate-window", "5m", "--rate-requests", "0", "--rate-tokens", "0", "--rate-cost", "0"}},
+			{"--rate-requests", []string{"--rate-requests", "-1", "--rate-window", "5m"}},
+			{"--rate-tokens", []string{"--rate-tokens", "-1", "--rate-window", "5m"}},
+			{"--weekly-reset-hour", []string{"--weekly-reset-hour", "24"}},
+			{"--activate-for", []string{"--activate-for", "30s"}},
+			{"--activate-for", []string{"--activate-for", "3651d"}},
+			{"--activate-for", []string{"--activate-for", "7d", "--expires", "2099-01-01T00:00:00Z"}},
+			{"--account", []string{"--account", "acc_nope"}},
+			{"--account", []string{"--account", "group:grp_nope"}},
+			{"--account-fallback", []string{"--account-fallback"}},
+			{"--service-rates", []string{"--service-rates", "claude=0"}},
+			{"--service-rates", []string{"--service-rates", "openai=101"}},
+			{"--service-rates", []string{"--service-rates", "bard=1"}},
+		} {
+			fails(t, 1, c.flag+":", with(append(append([]string{}, cmd...), c.args...)...)...)
+		}
+		// A limit without a window names the limit.
+		fails(t, 1, "--rate-requests:", with(append(append([]string{}, cmd...), "--rate-window", "0", "--rate-requests", "5")...)...)
+	}
+	// None of the refused commands stored anything.
+	var keys []map[string]json.RawMessage
+	decodeJSON(t, ok(t, "", with("keys", "list", "--json")...), &keys)
+	if len(keys) != 2 {
+		t.Fatalf("%d keys after the refusals, want 2", len(keys))
+	}
+	wantFields(t, "after refusals", keys[0], map[string]string{"account": `""`, "concurrency": `0`, "rate_window": `"1d"`, "description": `""`})
+}
+
+func TestGroupsCommands(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	d := []string{"--data-dir", dir}
+	with := func(args ...string) []string { return append(args, d...) }
+
+	code, _, errs := crs(t, "", "groups")
+	if code != 2 || !strings.Contains(errs, "crs groups create NAME") || !strings.Contains(errs, "crs groups delete GROUP") {
+		t.Fatalf("groups: exit %d, stderr %q", code, errs)
+	}
+	if out := ok(t, "", with("groups", "list")...); !strings.Contains(out, "No groups yet") {
+		t.Fatalf("empty list %q", out)
+	}
+	if out := ok(t, "", with("groups", "list", "--json")...); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("empty list --json %q", out)
+	}
+
+	fails(t, 2, "exactly one group NAME", with("groups", "create", "--platform", "claude")...)
+	fails(t, 2, "exactly one group NAME", with("groups", "create", "a", "b", "--platform", "claude")...)
+	fails(t, 2, "--platform is required", with("groups", "create", "team")...)
+	fails(t, 1, "--platform:", with("groups", "create", "team", "--platform", "bard")...)
+	fails(t, 1, "NAME:", with("groups", "create", strings.Repeat("n", 101), "--platform", "claude")...)
+
+	out := ok(t, "", with("groups", "create", "team", "--platform", "claude")...)
+	gid := regexp.MustCompile(`grp_[0-9a-f]{16}`).FindString(out)
+	if gid == "" || !strings.Contains(out, "Created group") {
+		t.Fatalf("create output %q", out)
+	}
+	fails(t, 1, `a group named "team" already exists`, with("groups", "create", "team", "--platform", "openai")...)
+	var other map[string]json.RawMessage
+	decodeJSON(t, ok(t, "", with("groups", "create", "codex", "--platform", "openai", "--json")...), &other)
+	wantFields(t, "openai group", other, map[string]string{"name": `"codex"`, "platform": `"openai"`, "members": `[]`}, "id", "created_at")
+
+	var a1, a2 struct{ ID string }
+	decodeJSON(t, ok(t, "", with("accounts", "add", "--platform", "claude", "--type", "api-key", "--name", "a1", "--api-key", "k", "--json")...), &a1)
+	decodeJSON(t, ok(t, "", with("accounts", "add", "--platform", "claude", "--type", "api-key", "--name", "a2", "--api-key", "k", "--json")...), &a2)
+	e, err := openEnv(context.Background(), dir, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	err = e.Store.CreateAccount(context.Background(), store.Account{ID: "acc_openai", Name: "o", Platform: store.PlatformOpenAI,
+		Type: store.TypeAPIKey, Priority: 50, CreatedAt: now, UpdatedAt: now})
+	e.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if out := ok(t, "", with("groups", "add", gid, a2.ID)...); !strings.Contains(out, "added (1 members)") {
+		t.Fatalf("add output %q", out)
+	}
+	var g map[string]json.RawMessage
+	decodeJSON(t, ok(t, "", with("groups", "add", gid, a1.ID, "--json")...), &g)
+	wantFields(t, "group", g, map[string]string{"id": `"` + gid + `"`, "members": `["` + a2.ID + `","` + a1.ID + `"]`})
+	fails(t, 1, "ACCOUNT: account acc_openai is a openai account", with("groups", "add", gid, "acc_openai")...)
+	fails(t, 1, "ACCOUNT: no account", with("groups", "add", gid, "acc_nope")...)
+	fails(t, 1, "not found", with("groups", "add", "grp_nope", a1.ID)...)
+	fails(t, 2, "want a group ID and an account ID", with("groups", "add", gid)...)
+	fails(t, 2, "want a group ID and an account ID", with("groups", "remove", gid, a1.ID, "extra")...)
+
+	var list []map[string]json.RawMessage
+	decodeJSON(t, ok(t, "", with("groups", "list", "--json")...), &list)
+	if len(list) != 2 {
+		t.Fatalf("list %v", list)
+	}
+	wantFields(t, "list[0]", list[0], map[string]string{"id": `"` + gid + `"`, "name": `"team"`, "platform": `"claude"`,
+		"members": `["` + a2.ID + `","` + a1.ID + `"]`}, "created_at")
+	human := ok(t, "", with("groups", "list")...)
+	if !strings.Contains(human, "team") || !strings.Contains(human, a2.ID+","+a1.ID) || !strings.Contains(human, "MEMBERS") {
+		t.Fatalf("human list:\n%s", human)
+	}
+
+	if out := ok(t, "", with("groups", "remove", gid, a2.ID)...); !strings.Contains(out, "removed (1 members)") {
+		t.Fatalf("remove output %q", out)
+	}
+	if out := ok(t, "", with("groups", "remove", gid, a2.ID)...); !strings.Contains(out, "was not a member") {
+		t.Fatalf("second remove output %q", out)
+	}
+	fails(t, 1, "not found", with("groups", "remove", "grp_nope", a2.ID)...)
+
+	// A key bound to the group keeps it from being deleted.
+	var key struct{ ID string }
+	decodeJSON(t, ok(t, "", with("keys", "create", "--name", "bound", "--account", "group:"+gid, "--json")...), &key)
+	fails(t, 1, "is bound by keys "+key.ID, with("groups", "delete", gid)...)
+	ok(t, "", with("keys", "remove", key.ID)...)
+	fails(t, 1, "is bound by keys "+key.ID, with("groups", "delete", gid)...)
+	ok(t, "", with("keys", "update", key.ID, "--account", "")...)
+	if out := ok(t, "", with("groups", "delete", gid)...); !strings.Contains(out, "deleted") {
+		t.Fatalf("delete output %q", out)
+	}
+	fails(t, 1, "not found", with("groups", "delete", gid)...)
+	fails(t, 2, "exactly one group ID", with("groups", "delete")...)
+	fails(t, 1, "--account: no group", with("keys", "update", key.ID, "--account", "group:"+gid)...)
+	decodeJSON(t, ok(t, "", with("groups", "list", "--json")...), &list)
+	if len(list) != 1 || string(list[0]["name"]) != `"codex"` {
+		t.Fatalf("after delete: %v", list)
+	}
+}

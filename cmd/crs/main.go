@@ -53,7 +53,7 @@ func commands() []command {
 	return []command{
 		{"serve", "[flags]", "run the relay (see crs serve -h)", nil},
 		{"keys create", keysCreateSynopsis, "create a relay key and print it once", keysCreate},
-		{"keys update", keysUpdateSynopsis, "change a key's name, tags, client restriction or expiry", keysUpdate},
+		{"keys update", keysUpdateSynopsis, "change a key's name, tags, limits, restrictions, binding or expiry", keysUpdate},
 		{"keys list", "[--deleted] [--json]", "list relay keys", keysList},
 		{"keys disable", "ID", "stop a key from working (reversible)", keysSet("disable")},
 		{"keys enable", "ID", "let a disabled key work again", keysSet("enable")},
@@ -71,6 +71,11 @@ func commands() []command {
 		{"accounts enable", "ID", "schedule a disabled account again", accountsSet("enable")},
 		{"accounts remove", "ID", "delete an account for good", accountsSet("remove")},
 		{"accounts reset", "ID", "clear an account's cooldown", accountsSet("reset")},
+		{"groups create", groupsCreateSynopsis, "make an account group that keys can bind to (--account group:ID)", groupsCreate},
+		{"groups add", "GROUP ACCOUNT [--json]", "add an account of the group's platform to a group", groupsMember("add")},
+		{"groups remove", "GROUP ACCOUNT [--json]", "take an account out of a group", groupsMember("remove")},
+		{"groups delete", "GROUP", "delete a group no key is bound to", groupsDelete},
+		{"groups list", "[--json]", "list groups with their members", groupsList},
 		{"usage", "[--key ID] [--json]", "tokens and cost per key, account and model", usageCmd},
 		{"version", "", "print the version", versionCmd},
 	}
@@ -189,6 +194,8 @@ func flagName(field string) string {
 	switch field {
 	case "expires_at":
 		return "--expires"
+	case "binding_fallback":
+		return "--account-fallback"
 	case "body":
 		return "input"
 	}

@@ -83,15 +83,17 @@ func accountsUpdate(ctx context.Context, c *cli, args []string) error {
 	})
 }
 
-const keysUpdateSynopsis = "ID [--name N] [--tags a,b] [--clients LIST] [--expires RFC3339|30d|never] [--json]"
+const keysUpdateSynopsis = "ID [--name N] [--tags a,b] [--clients LIST] [--expires RFC3339|30d|never] " + policyFlagsSynopsis + " [--json]"
 
-// keysUpdate changes the given fields of one key.
+// keysUpdate changes the given fields of one key; flags left out keep
+// their value.
 func keysUpdate(ctx context.Context, c *cli, args []string) error {
 	fs, dataDir := newFlags(c, "keys update", keysUpdateSynopsis)
 	name := fs.String("name", "", "new name")
 	tags := fs.String("tags", "", "comma-separated tags (replaces the old ones; empty clears them)")
 	clients := fs.String("clients", "", "restrict the key to these clients: "+strings.Join(clientNames, ",")+"; empty allows every client")
 	expires := fs.String("expires", "", "expiry: an RFC 3339 time, a span from now (30d, 12h), or never")
+	pf := addPolicyFlags(fs, true)
 	asJSON := fs.Bool("json", false, "print the key as JSON")
 	id, err := oneID(fs, "keys update", "key", args)
 	if err != nil {
@@ -115,6 +117,9 @@ func keysUpdate(ctx context.Context, c *cli, args []string) error {
 			return usageError{"keys update: --expires: " + err.Error()}
 		}
 		p.ExpiresAt = &exp
+	}
+	if p.Policy, err = pf.patch(fs); err != nil {
+		return usageError{"keys update: " + err.Error()}
 	}
 	if p == (admin.KeyPatch{}) {
 		return usageError{"keys update: nothing to change; give at least one flag (see crs keys update -h)"}

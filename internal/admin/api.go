@@ -151,6 +151,13 @@ func (a *API) Routes() []Route {
 		auth(http.MethodPost, "/admin/accounts/{id}/reset", a.resetAccount),
 		auth(http.MethodGet, "/admin/accounts/{id}/usage", a.accountUsage),
 
+		auth(http.MethodGet, "/admin/groups", a.listGroups),
+		auth(http.MethodPost, "/admin/groups", a.createGroup),
+		auth(http.MethodGet, "/admin/groups/{id}", a.getGroup),
+		auth(http.MethodDelete, "/admin/groups/{id}", a.deleteGroup),
+		auth(http.MethodPost, "/admin/groups/{id}/members", a.addGroupMember),
+		auth(http.MethodDelete, "/admin/groups/{id}/members/{account}", a.removeGroupMember),
+
 		auth(http.MethodGet, "/admin/usage", a.usage),
 
 		// Anything else under /admin/ is a 404 — but only for a logged-in
@@ -221,9 +228,12 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var inv *InvalidError
 	var tooBig *http.MaxBytesError
 	var oe *OAuthError
+	var inUse *GroupInUseError
 	switch {
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, "invalid_request", inv.Error())
+	case errors.As(err, &inUse):
+		writeError(w, http.StatusConflict, "conflict", inUse.Error())
 	case errors.As(err, &oe) && oe.Refused():
 		writeError(w, http.StatusBadRequest, "oauth_refused", oe.Error()+"; start the onboarding again")
 	case errors.As(err, &oe):
@@ -254,6 +264,8 @@ func resourceName(r *http.Request) string {
 		return "key"
 	case strings.HasPrefix(r.URL.Path, "/admin/accounts"):
 		return "account"
+	case strings.HasPrefix(r.URL.Path, "/admin/groups"):
+		return "group"
 	}
 	return "resource"
 }
@@ -419,12 +431,32 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request, _ authSession) {
 }
 
 func (a *API) createKey(w http.ResponseWriter, r *http.Request, _ authSession) {
-	var req keyCreateRequest
+	var req keyRequest
 	if err := decode(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	v, key, err := a.svc.CreateKey(r.Context(), KeyInput{Name: req.Name, Tags: req.Tags, Clients: req.Clients, ExpiresAt: req.ExpiresAt.Value})
+	if req.Disabled != nil {
+		// A new key starts enabled; disabling is a change.
+		a.fail(w, r, invalid("disabled", "unknown field"))
+		return
+	}
+	pol, err := req.policy()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	in := KeyInput{ExpiresAt: req.ExpiresAt.Value, Policy: pol}
+	if req.Name != nil {
+		in.Name = *req.Name
+	}
+	if req.Tags != nil {
+		in.Tags = *req.Tags
+	}
+	if req.Clients != nil {
+		in.Clients = *req.Clients
+	}
+	v, key, err := a.svc.CreateKey(r.Context(), in)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -462,28 +494,157 @@ func (o *optTime) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-type keyCreateRequest struct {
-	Name      string   `json:"name"`
-	Tags      []string `json:"tags"`
-	Clients   []string `json:"clients"`
-	ExpiresAt optTime  `json:"expires_at"`
-}
-
-type keyPatchRequest struct {
+// keyRequest is the body of a key create or patch: one flat object whose
+// field names are the key view's. One struct serves both so each field is
+// read (and its errors named) in one place; create refuses "disabled".
+// Fields with more than one JSON form are kept raw and read by policy().
+type keyRequest struct {
 	Name      *string   `json:"name"`
 	Tags      *[]string `json:"tags"`
 	Clients   *[]string `json:"clients"`
 	Disabled  *bool     `json:"disabled"`
 	ExpiresAt optTime   `json:"expires_at"`
+
+	Description     *string             `json:"description"`
+	Permissions     *[]string           `json:"permissions"`
+	ModelsAllow     *[]string           `json:"models_allow"`
+	ModelsDeny      *[]string           `json:"models_deny"`
+	Concurrency     *int                `json:"concurrency"`
+	Queue           optRaw              `json:"queue"`       // true, false, or null: the server's setting
+	RateWindow      optRaw              `json:"rate_window"` // "5m", "1h", "1d"; "0", "" or null: none
+	RateRequests    *int64              `json:"rate_requests"`
+	RateTokens      *int64              `json:"rate_tokens"`
+	RateCost        optRaw              `json:"rate_cost"` // money: a number or a string of USD
+	DailyCost       optRaw              `json:"daily_cost"`
+	TotalCost       optRaw              `json:"total_cost"`
+	WeeklyCost      optRaw              `json:"weekly_cost"`
+	DailyOpusCost   optRaw              `json:"daily_opus_cost"`
+	WeeklyResetDay  optRaw              `json:"weekly_reset_day"` // 0–6 or "mon"…"sun"
+	WeeklyResetHour *int                `json:"weekly_reset_hour"`
+	ActivateFor     optRaw              `json:"activate_for"` // "30d", "12h"; "0", "" or null: none
+	Account         *string             `json:"account"`
+	BindingFallback *bool               `json:"binding_fallback"`
+	ServiceRates    *map[string]float64 `json:"service_rates"`
+}
+
+// optRaw keeps a JSON value for a handler to read with the field's name
+// in its errors; Set tells an absent field from any value, null included.
+type optRaw struct {
+	Set bool
+	Raw json.RawMessage
+}
+
+func (o *optRaw) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	o.Raw = append(o.Raw[:0], b...)
+	return nil
+}
+
+func (o optRaw) null() bool { return string(o.Raw) == "null" }
+
+// policy turns the request's policy fields into a PolicyPatch.
+func (q keyRequest) policy() (PolicyPatch, error) {
+	p := PolicyPatch{
+		Description: q.Description, Permissions: q.Permissions, ModelsAllow: q.ModelsAllow, ModelsDeny: q.ModelsDeny,
+		Concurrency: q.Concurrency, RateRequests: q.RateRequests, RateTokens: q.RateTokens,
+		WeeklyResetHour: q.WeeklyResetHour, Account: q.Account, BindingFallback: q.BindingFallback, ServiceRates: q.ServiceRates,
+	}
+	if q.Queue.Set {
+		var v *bool
+		if !q.Queue.null() {
+			var b bool
+			if err := json.Unmarshal(q.Queue.Raw, &b); err != nil {
+				return PolicyPatch{}, invalid("queue", "want true, false, or null for the server's setting")
+			}
+			v = &b
+		}
+		p.Queue = &v
+	}
+	var err error
+	if p.RateWindow, err = spanField("rate_window", q.RateWindow); err != nil {
+		return PolicyPatch{}, err
+	}
+	if p.ActivateFor, err = spanField("activate_for", q.ActivateFor); err != nil {
+		return PolicyPatch{}, err
+	}
+	for _, m := range []struct {
+		field string
+		in    optRaw
+		out   **USD
+	}{
+		{"rate_cost", q.RateCost, &p.RateCost}, {"daily_cost", q.DailyCost, &p.DailyCost},
+		{"total_cost", q.TotalCost, &p.TotalCost}, {"weekly_cost", q.WeeklyCost, &p.WeeklyCost},
+		{"daily_opus_cost", q.DailyOpusCost, &p.DailyOpusCost},
+	} {
+		if *m.out, err = usdField(m.field, m.in); err != nil {
+			return PolicyPatch{}, err
+		}
+	}
+	if q.WeeklyResetDay.Set {
+		var n int
+		var name string
+		switch {
+		case json.Unmarshal(q.WeeklyResetDay.Raw, &n) == nil:
+		case json.Unmarshal(q.WeeklyResetDay.Raw, &name) == nil:
+			if n, err = ParseWeekday(name); err != nil {
+				return PolicyPatch{}, invalid("weekly_reset_day", "%s", err.Error())
+			}
+		default:
+			return PolicyPatch{}, invalid("weekly_reset_day", "want 0 (Sunday) to 6 or a day name such as \"mon\"")
+		}
+		p.WeeklyResetDay = &n
+	}
+	return p, nil
+}
+
+// spanField reads a span field: a string ParseDuration reads, or null or
+// "" for none.
+func spanField(field string, o optRaw) (*time.Duration, error) {
+	if !o.Set {
+		return nil, nil
+	}
+	var d time.Duration
+	if !o.null() {
+		var s string
+		if err := json.Unmarshal(o.Raw, &s); err != nil {
+			return nil, invalid(field, "want a string such as \"30d\", \"1h\" or \"5m\", or null")
+		}
+		if strings.TrimSpace(s) != "" {
+			var err error
+			if d, err = ParseDuration(s); err != nil {
+				return nil, invalid(field, "%s", err.Error())
+			}
+		}
+	}
+	return &d, nil
+}
+
+// usdField reads a money field: a JSON number or a string holding one.
+// null leaves the field as it is, as for the other number fields; 0
+// removes the limit. The range is the service's to check.
+func usdField(field string, o optRaw) (*USD, error) {
+	if !o.Set || o.null() {
+		return nil, nil
+	}
+	var u USD
+	if err := u.UnmarshalJSON(o.Raw); err != nil {
+		return nil, invalid(field, "want an amount in US dollars such as 12.5")
+	}
+	return &u, nil
 }
 
 func (a *API) patchKey(w http.ResponseWriter, r *http.Request, _ authSession) {
-	var req keyPatchRequest
+	var req keyRequest
 	if err := decode(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	p := KeyPatch{Name: req.Name, Tags: req.Tags, Clients: req.Clients, Disabled: req.Disabled}
+	pol, err := req.policy()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	p := KeyPatch{Name: req.Name, Tags: req.Tags, Clients: req.Clients, Disabled: req.Disabled, Policy: pol}
 	if req.ExpiresAt.Set {
 		p.ExpiresAt = &req.ExpiresAt.Value
 	}
@@ -526,6 +687,75 @@ func (a *API) purgeKey(w http.ResponseWriter, r *http.Request, _ authSession) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- groups ----
+
+func (a *API) listGroups(w http.ResponseWriter, r *http.Request, _ authSession) {
+	gs, err := a.svc.ListGroups(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, gs)
+}
+
+func (a *API) createGroup(w http.ResponseWriter, r *http.Request, _ authSession) {
+	var req GroupInput
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.svc.CreateGroup(r.Context(), req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (a *API) getGroup(w http.ResponseWriter, r *http.Request, _ authSession) {
+	v, err := a.svc.GetGroup(r.Context(), store.GroupID(r.PathValue("id")))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request, _ authSession) {
+	if err := a.svc.DeleteGroup(r.Context(), store.GroupID(r.PathValue("id"))); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type groupMemberRequest struct {
+	AccountID store.AccountID `json:"account_id"`
+}
+
+func (a *API) addGroupMember(w http.ResponseWriter, r *http.Request, _ authSession) {
+	var req groupMemberRequest
+	if err := decode(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v, err := a.svc.AddGroupMember(r.Context(), store.GroupID(r.PathValue("id")), req.AccountID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *API) removeGroupMember(w http.ResponseWriter, r *http.Request, _ authSession) {
+	v, err := a.svc.RemoveGroupMember(r.Context(), store.GroupID(r.PathValue("id")), store.AccountID(r.PathValue("account")))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // ---- accounts ----

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -662,3 +663,376 @@ func TestUsageOverHTTP(t *testing.T) {
 		t.Fatalf("empty usage = %s", r.body)
 	}
 }
+
+// keyFields fetches a key over HTTP and returns its view as raw JSON
+// fields, compacted, so tests compare exact JSON text.
+func keyFields(t *testing.T, r response) map[string]string {
+	t.Helper()
+	var raw map[string]json.RawMessage
+	r.json(t, &raw)
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		var b strings.Builder
+		var c bytes.Buffer
+		json.Compact(&c, v)
+		b.Write(c.Bytes())
+		out[k] = b.String()
+	}
+	return out
+}
+
+func wantKeyFields(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %s = %s, want %s", what, k, got[k], v)
+		}
+	}
+}
+
+func TestKeyPolicyOverHTTP(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.login()
+	ctx := context.Background()
+	acct, err := e.svc.AddAccount(ctx, AccountInput{Platform: "claude", Type: "api-key", Name: "a", APIKey: "k", Priority: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grp, err := e.svc.CreateGroup(ctx, GroupInput{Name: "team", Platform: "claude"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A key without a policy shows every field, unlimited, lists [] and
+	// the week starting Monday 00:00.
+	r := e.authed(tok, "POST", "/admin/keys", map[string]any{"name": "plain"})
+	want(t, r, http.StatusCreated, "")
+	wantKeyFields(t, "plain key", keyFields(t, r), map[string]string{
+		"description": `""`, "permissions": `[]`, "models_allow": `[]`, "models_deny": `[]`, "concurrency": `0`,
+		"queue": `null`, "rate_window": `null`, "rate_requests": `0`, "rate_tokens": `0`, "rate_cost": `0`,
+		"daily_cost": `0`, "total_cost": `0`, "weekly_cost": `0`, "daily_opus_cost": `0`, "weekly_reset_day": `1`,
+		"weekly_reset_hour": `0`, "activate_for": `null`, "activated_at": `null`, "account": `""`,
+		"binding_fallback": `false`, "service_rates": `{}`, "expires_at": `null`,
+	})
+
+	// Every policy field on create.
+	full := map[string]any{
+		"name": "full", "description": " for the CI bot ", "permissions": []string{"claude", "Codex", "claude"},
+		"models_allow": []string{"claude-sonnet-4-5", "claude-haiku-*"}, "models_deny": []string{"claude-sonnet-4-5-20250929"},
+		"concurrency": 4, "queue": true, "rate_window": "90m", "rate_requests": 100, "rate_tokens": 5000000,
+		"rate_cost": 2.5, "daily_cost": 10, "total_cost": "250.125", "weekly_cost": 50, "daily_opus_cost": 0.000001,
+		"weekly_reset_day": "fri", "weekly_reset_hour": 18, "activate_for": "30d",
+		"account": "group:" + string(grp.ID), "binding_fallback": true,
+		"service_rates": map[string]float64{"claude": 1.5, "openai": 0.8},
+	}
+	r = e.authed(tok, "POST", "/admin/keys", full)
+	want(t, r, http.StatusCreated, "")
+	got := keyFields(t, r)
+	wantKeyFields(t, "full key", got, map[string]string{
+		"description": `"for the CI bot"`, "permissions": `["claude","openai"]`,
+		"models_allow": `["claude-sonnet-4-5","claude-haiku-*"]`, "models_deny": `["claude-sonnet-4-5-20250929"]`,
+		"concurrency": `4`, "queue": `true`, "rate_window": `"1h30m"`, "rate_requests": `100`, "rate_tokens": `5000000`,
+		"rate_cost": `2.5`, "daily_cost": `10`, "total_cost": `250.125`, "weekly_cost": `50`, "daily_opus_cost": `0.000001`,
+		"weekly_reset_day": `5`, "weekly_reset_hour": `18`, "activate_for": `"30d"`, "activated_at": `null`,
+		"expires_at": `null`, "account": `"group:` + string(grp.ID) + `"`, "binding_fallback": `true`,
+		"service_rates": `{"claude":1.5,"openai":0.8}`,
+	})
+	var id string
+	json.Unmarshal([]byte(got["id"]), &id)
+	// The store holds exactly that, in picodollars and durations.
+	k, err := e.st.GetKey(ctx, store.KeyID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := k.Policy; p.RateWindow != 90*time.Minute || p.ActivateFor != 30*24*time.Hour || p.TotalCost != 250_125_000_000_000 ||
+		p.DailyOpusCost != 1_000_000 || p.Queue == nil || !*p.Queue || p.WeeklyResetDay != 5 || p.ServiceRates[store.PlatformOpenAI] != 0.8 {
+		t.Fatalf("stored policy %+v", p)
+	}
+
+	// The view's spans go back in as they came out.
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"rate_window":"1h30m","weekly_reset_day":0,"queue":false}`)
+	want(t, r, http.StatusOK, "")
+	wantKeyFields(t, "patched", keyFields(t, r), map[string]string{
+		"rate_window": `"1h30m"`, "weekly_reset_day": `0`, "queue": `false`, "concurrency": `4`, "rate_requests": `100`,
+	})
+
+	// null returns queue to the server's setting; absent fields stay.
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"queue":null}`)
+	wantKeyFields(t, "queue null", keyFields(t, r), map[string]string{"queue": `null`, "concurrency": `4`})
+
+	// Removing the window removes its limits.
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"rate_window":null}`)
+	want(t, r, http.StatusOK, "")
+	wantKeyFields(t, "window removed", keyFields(t, r), map[string]string{
+		"rate_window": `null`, "rate_requests": `0`, "rate_tokens": `0`, "rate_cost": `0`, "daily_cost": `10`,
+	})
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"rate_window":"1d","rate_tokens":7}`)
+	wantKeyFields(t, "window back", keyFields(t, r), map[string]string{"rate_window": `"1d"`, "rate_tokens": `7`})
+
+	// A fixed expiry replaces activation, and activation a fixed expiry.
+	exp := e.clock.Now().Add(72 * time.Hour).UTC().Truncate(time.Second)
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, map[string]any{"expires_at": exp})
+	wantKeyFields(t, "fixed expiry", keyFields(t, r), map[string]string{"activate_for": `null`, "expires_at": `"` + exp.Format(time.RFC3339) + `"`})
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"activate_for":"12h"}`)
+	wantKeyFields(t, "activation", keyFields(t, r), map[string]string{"activate_for": `"12h"`, "expires_at": `null`})
+
+	// Once activated, the view shows the activation and the expiry it
+	// makes, and the status follows it.
+	at := e.clock.Now().UTC().Truncate(time.Millisecond)
+	if _, err := e.st.ActivateKey(ctx, store.KeyID(id), at); err != nil {
+		t.Fatal(err)
+	}
+	r = e.authed(tok, "GET", "/admin/keys/"+id, nil)
+	wantKeyFields(t, "activated", keyFields(t, r), map[string]string{
+		"activated_at": `"` + at.Format(time.RFC3339Nano) + `"`, "expires_at": `"` + at.Add(12*time.Hour).Format(time.RFC3339Nano) + `"`,
+		"status": `"active"`,
+	})
+	e.clock.Advance(13 * time.Hour)
+	tok = e.login()
+	r = e.authed(tok, "GET", "/admin/keys/"+id, nil)
+	wantKeyFields(t, "activation over", keyFields(t, r), map[string]string{"status": `"expired"`})
+
+	// Unbinding turns the fallback off; binding to an account works.
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, `{"account":""}`)
+	wantKeyFields(t, "unbound", keyFields(t, r), map[string]string{"account": `""`, "binding_fallback": `false`})
+	r = e.authed(tok, "PATCH", "/admin/keys/"+id, map[string]any{"account": string(acct.ID), "service_rates": map[string]float64{}})
+	wantKeyFields(t, "bound", keyFields(t, r), map[string]string{"account": `"` + string(acct.ID) + `"`, "service_rates": `{}`})
+
+	// Bad values are refused naming the field, on create and on patch.
+	for _, c := range []struct {
+		body  map[string]any
+		field string
+	}{
+		{map[string]any{"description": strings.Repeat("d", 501)}, "description"},
+		{map[string]any{"description": "bell\a"}, "description"},
+		{map[string]any{"permissions": []string{"bard"}}, "permissions"},
+		{map[string]any{"permissions": []string{""}}, "permissions"},
+		{map[string]any{"permissions": "claude"}, "permissions"},
+		{map[string]any{"models_allow": []string{"claude opus"}}, "models_allow"},
+		{map[string]any{"models_allow": []string{"*"}}, "models_allow"},
+		{map[string]any{"models_deny": []string{strings.Repeat("m", 201)}}, "models_deny"},
+		{map[string]any{"concurrency": -1}, "concurrency"},
+		{map[string]any{"concurrency": 10001}, "concurrency"},
+		{map[string]any{"concurrency": "5"}, "concurrency"},
+		{map[string]any{"queue": "yes"}, "queue"},
+		{map[string]any{"rate_window": "30s", "rate_requests": 1}, "rate_window"},
+		{map[string]any{"rate_window": "31d", "rate_requests": 1}, "rate_window"},
+		{map[string]any{"rate_window": "soon", "rate_requests": 1}, "rate_window"},
+		{map[string]any{"rate_window": 300, "rate_requests": 1}, "rate_window"},
+		{map[string]any{"rate_window": "5m"}, "rate_window"},
+		{map[string]any{"rate_requests": 5}, "rate_requests"},
+		{map[string]any{"rate_tokens": 5}, "rate_tokens"},
+		{map[string]any{"rate_cost": 1}, "rate_cost"},
+		{map[string]any{"rate_window": "5m", "rate_requests": -1}, "rate_requests"},
+		{map[string]any{"rate_window": "5m", "rate_tokens": -1}, "rate_tokens"},
+		{map[string]any{"rate_window": "5m", "rate_cost": -1}, "rate_cost"},
+		{map[string]any{"daily_cost": -1}, "daily_cost"},
+		{map[string]any{"total_cost": 2000000}, "total_cost"},
+		{map[string]any{"weekly_cost": "0.0000000000001"}, "weekly_cost"},
+		{map[string]any{"daily_opus_cost": "ten"}, "daily_opus_cost"},
+		{map[string]any{"weekly_reset_day": 7}, "weekly_reset_day"},
+		{map[string]any{"weekly_reset_day": "someday"}, "weekly_reset_day"},
+		{map[string]any{"weekly_reset_day": true}, "weekly_reset_day"},
+		{map[string]any{"weekly_reset_hour": 24}, "weekly_reset_hour"},
+		{map[string]any{"weekly_reset_hour": -1}, "weekly_reset_hour"},
+		{map[string]any{"activate_for": "30s"}, "activate_for"},
+		{map[string]any{"activate_for": "3651d"}, "activate_for"},
+		{map[string]any{"activate_for": "-1h"}, "activate_for"},
+		{map[string]any{"activate_for": "7d", "expires_at": e.clock.Now().Add(time.Hour)}, "activate_for"},
+		{map[string]any{"account": "acc_nope"}, "account"},
+		{map[string]any{"account": "group:grp_nope"}, "account"},
+		{map[string]any{"binding_fallback": true}, "binding_fallback"},
+		{map[string]any{"account": "", "binding_fallback": true}, "binding_fallback"},
+		{map[string]any{"service_rates": map[string]float64{"claude": 0}}, "service_rates"},
+		{map[string]any{"service_rates": map[string]float64{"claude": 100.5}}, "service_rates"},
+		{map[string]any{"service_rates": map[string]float64{"bard": 1}}, "service_rates"},
+		{map[string]any{"service_rates": map[string]float64{"openai": 1, "codex": 2}}, "service_rates"},
+		{map[string]any{"service_rates": map[string]any{"claude": "1.5"}}, "service_rates"},
+	} {
+		create := map[string]any{"name": "bad"}
+		for k, v := range c.body {
+			create[k] = v
+		}
+		r := e.authed(tok, "POST", "/admin/keys", create)
+		want(t, r, http.StatusBadRequest, "invalid_request")
+		if !strings.HasPrefix(r.errorMessage(), c.field+":") {
+			t.Errorf("create %v: message %q does not name %s", c.body, r.errorMessage(), c.field)
+		}
+		// The patch goes to an unbound key with no window, so the
+		// binding and window rows fail for the same reason.
+		r = e.authed(tok, "PATCH", "/admin/keys/"+string(mustKey(t, e, "plain")), c.body)
+		want(t, r, http.StatusBadRequest, "invalid_request")
+		if !strings.HasPrefix(r.errorMessage(), c.field+":") {
+			t.Errorf("patch %v: message %q does not name %s", c.body, r.errorMessage(), c.field)
+		}
+	}
+	// Nothing bad was stored: only the two keys exist, and "plain" is as
+	// it was.
+	var list []KeyView
+	e.authed(tok, "GET", "/admin/keys", nil).json(t, &list)
+	if len(list) != 2 || list[0].Name != "plain" || list[0].Concurrency != 0 || list[0].Account != "" || list[0].RateWindow != nil {
+		t.Fatalf("after refusals: %+v", list)
+	}
+}
+
+// mustKey returns the ID of the key named name.
+func mustKey(t *testing.T, e *testEnv, name string) store.KeyID {
+	t.Helper()
+	ks, err := e.svc.ListKeys(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range ks {
+		if k.Name == name {
+			return k.ID
+		}
+	}
+	t.Fatalf("no key %q", name)
+	return ""
+}
+
+func TestGroupsOverHTTP(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.login()
+	ctx := context.Background()
+
+	// The group routes are in the table TestEveryPrivateRouteRefusesWithoutSession walks.
+	patterns := map[string]bool{}
+	for _, r := range e.api.Routes() {
+		if !r.Public {
+			patterns[r.Pattern] = true
+		}
+	}
+	for _, p := range []string{"GET /admin/groups", "POST /admin/groups", "GET /admin/groups/{id}", "DELETE /admin/groups/{id}",
+		"POST /admin/groups/{id}/members", "DELETE /admin/groups/{id}/members/{account}"} {
+		if !patterns[p] {
+			t.Errorf("route %q is not a private route", p)
+		}
+	}
+
+	a1, err := e.svc.AddAccount(ctx, AccountInput{Platform: "claude", Type: "api-key", Name: "a1", APIKey: "k", Priority: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := e.svc.AddAccount(ctx, AccountInput{Platform: "claude", Type: "api-key", Name: "a2", APIKey: "k", Priority: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The admin cannot add other platforms yet; the store can.
+	if err := e.st.CreateAccount(ctx, store.Account{ID: "acc_openai", Name: "o", Platform: store.PlatformOpenAI,
+		Type: store.TypeAPIKey, Priority: 50, CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.authed(tok, "GET", "/admin/groups", nil)
+	want(t, r, http.StatusOK, "")
+	if strings.TrimSpace(string(r.body)) != "[]" {
+		t.Fatalf("no groups = %s", r.body)
+	}
+
+	r = e.authed(tok, "POST", "/admin/groups", map[string]any{"name": " team ", "platform": "claude"})
+	want(t, r, http.StatusCreated, "")
+	g := keyFields(t, r)
+	wantKeyFields(t, "created group", g, map[string]string{"name": `"team"`, "platform": `"claude"`, "members": `[]`})
+	var gid string
+	json.Unmarshal([]byte(g["id"]), &gid)
+	if !strings.HasPrefix(gid, "grp_") {
+		t.Fatalf("group id %q", gid)
+	}
+	if _, err := time.Parse(time.RFC3339, strings.Trim(g["created_at"], `"`)); err != nil {
+		t.Fatalf("created_at %s", g["created_at"])
+	}
+
+	for _, c := range []struct {
+		body  any
+		field string
+	}{
+		{map[string]any{"name": "", "platform": "claude"}, "name"},
+		{map[string]any{"name": "x", "platform": ""}, "platform"},
+		{map[string]any{"name": "x", "platform": "bard"}, "platform"},
+		{map[string]any{"name": "x", "platform": "claude", "members": []string{}}, "members"},
+	} {
+		r := e.authed(tok, "POST", "/admin/groups", c.body)
+		want(t, r, http.StatusBadRequest, "invalid_request")
+		if !strings.HasPrefix(r.errorMessage(), c.field+":") {
+			t.Errorf("%v: message %q does not name %s", c.body, r.errorMessage(), c.field)
+		}
+	}
+	want(t, e.authed(tok, "POST", "/admin/groups", map[string]any{"name": "team", "platform": "openai"}), http.StatusConflict, "conflict")
+
+	// Members: in the order added, each once; wrong platform and unknown
+	// accounts are refused naming account_id; an unknown group is 404.
+	members := func(r response) string {
+		t.Helper()
+		want(t, r, http.StatusOK, "")
+		return keyFields(t, r)["members"]
+	}
+	if m := members(e.authed(tok, "POST", "/admin/groups/"+gid+"/members", map[string]any{"account_id": a2.ID})); m != `["`+string(a2.ID)+`"]` {
+		t.Fatalf("members %s", m)
+	}
+	e.authed(tok, "POST", "/admin/groups/"+gid+"/members", map[string]any{"account_id": a1.ID})
+	if m := members(e.authed(tok, "POST", "/admin/groups/"+gid+"/members", map[string]any{"account_id": a2.ID})); m != `["`+string(a2.ID)+`","`+string(a1.ID)+`"]` {
+		t.Fatalf("members after re-adding %s", m)
+	}
+	for _, acct := range []string{"acc_openai", "acc_nope", ""} {
+		r := e.authed(tok, "POST", "/admin/groups/"+gid+"/members", map[string]any{"account_id": acct})
+		want(t, r, http.StatusBadRequest, "invalid_request")
+		if !strings.HasPrefix(r.errorMessage(), "account_id:") {
+			t.Errorf("account %q: message %q", acct, r.errorMessage())
+		}
+	}
+	r = e.authed(tok, "POST", "/admin/groups/grp_nope/members", map[string]any{"account_id": a1.ID})
+	want(t, r, http.StatusNotFound, "not_found")
+	if r.errorMessage() != "no such group" {
+		t.Fatalf("message %q", r.errorMessage())
+	}
+	want(t, e.authed(tok, "GET", "/admin/groups/grp_nope", nil), http.StatusNotFound, "not_found")
+	want(t, e.authed(tok, "DELETE", "/admin/groups/grp_nope", nil), http.StatusNotFound, "not_found")
+	want(t, e.authed(tok, "DELETE", "/admin/groups/grp_nope/members/"+string(a1.ID), nil), http.StatusNotFound, "not_found")
+
+	if m := members(e.authed(tok, "GET", "/admin/groups/"+gid, nil)); m != `["`+string(a2.ID)+`","`+string(a1.ID)+`"]` {
+		t.Fatalf("get members %s", m)
+	}
+	if m := members(e.authed(tok, "DELETE", "/admin/groups/"+gid+"/members/"+string(a2.ID), nil)); m != `["`+string(a1.ID)+`"]` {
+		t.Fatalf("after remove %s", m)
+	}
+	// Removing a non-member is not an error.
+	if m := members(e.authed(tok, "DELETE", "/admin/groups/"+gid+"/members/"+string(a2.ID), nil)); m != `["`+string(a1.ID)+`"]` {
+		t.Fatalf("after second remove %s", m)
+	}
+	var gl []GroupView
+	e.authed(tok, "GET", "/admin/groups", nil).json(t, &gl)
+	if len(gl) != 1 || string(gl[0].ID) != gid || len(gl[0].Members) != 1 {
+		t.Fatalf("list = %+v", gl)
+	}
+
+	// A group that keys are bound to (a removed one too) is not deleted;
+	// the answer names the keys.
+	bound, _, err := e.svc.CreateKey(ctx, KeyInput{Name: "bound", Policy: PolicyPatch{Account: ptrTo("group:" + gid)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, _, err := e.svc.CreateKey(ctx, KeyInput{Name: "removed", Policy: PolicyPatch{Account: ptrTo("group:" + gid)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RemoveKey(ctx, removed.ID); err != nil {
+		t.Fatal(err)
+	}
+	r = e.authed(tok, "DELETE", "/admin/groups/"+gid, nil)
+	want(t, r, http.StatusConflict, "conflict")
+	if msg := r.errorMessage(); !strings.Contains(msg, string(bound.ID)) || !strings.Contains(msg, string(removed.ID)) {
+		t.Fatalf("in-use message %q does not name both keys", msg)
+	}
+	want(t, e.authed(tok, "GET", "/admin/groups/"+gid, nil), http.StatusOK, "")
+	for _, id := range []store.KeyID{bound.ID, removed.ID} {
+		want(t, e.authed(tok, "PATCH", "/admin/keys/"+string(id), `{"account":""}`), http.StatusOK, "")
+	}
+	want(t, e.authed(tok, "DELETE", "/admin/groups/"+gid, nil), http.StatusNoContent, "")
+	want(t, e.authed(tok, "GET", "/admin/groups/"+gid, nil), http.StatusNotFound, "not_found")
+	// A key cannot bind to the deleted group any more.
+	r = e.authed(tok, "PATCH", "/admin/keys/"+string(bound.ID), map[string]any{"account": "group:" + gid})
+	want(t, r, http.StatusBadRequest, "invalid_request")
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -32,8 +33,40 @@ type KeyView struct {
 	Hint       string     `json:"hint"` // last 4 characters of the key
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-	DeletedAt  *time.Time `json:"deleted_at"`
+	// ExpiresAt is when the key stops working: the fixed expiry, or for a
+	// key with ActivateFor, its activation plus that span once activated
+	// (null before).
+	ExpiresAt *time.Time `json:"expires_at"`
+	DeletedAt *time.Time `json:"deleted_at"`
+
+	// The key's policy (store.KeyPolicy). Lists and maps are never null;
+	// 0 means "no limit"; money is USD.
+	Description string           `json:"description"`
+	Permissions []store.Platform `json:"permissions"`
+	ModelsAllow []string         `json:"models_allow"`
+	ModelsDeny  []string         `json:"models_deny"`
+	Concurrency int              `json:"concurrency"`
+	// Queue is null when the key follows the server's queue setting.
+	Queue *bool `json:"queue"`
+	// RateWindow and ActivateFor are spans as FormatDuration writes them
+	// ("5m", "1h30m", "30d"), null when unset; they can be sent back as is.
+	RateWindow      *string `json:"rate_window"`
+	RateRequests    int64   `json:"rate_requests"`
+	RateTokens      int64   `json:"rate_tokens"`
+	RateCost        USD     `json:"rate_cost"`
+	DailyCost       USD     `json:"daily_cost"`
+	TotalCost       USD     `json:"total_cost"`
+	WeeklyCost      USD     `json:"weekly_cost"`
+	DailyOpusCost   USD     `json:"daily_opus_cost"`
+	WeeklyResetDay  int     `json:"weekly_reset_day"` // 0 = Sunday … 6
+	WeeklyResetHour int     `json:"weekly_reset_hour"`
+	ActivateFor     *string `json:"activate_for"`
+	// ActivatedAt is the first real use of a key with ActivateFor.
+	ActivatedAt *time.Time `json:"activated_at"`
+	// Account is the binding: "acc_…", "group:grp_…", or "" for the pool.
+	Account         string                     `json:"account"`
+	BindingFallback bool                       `json:"binding_fallback"`
+	ServiceRates    map[store.Platform]float64 `json:"service_rates"`
 }
 
 // CreatedKey is the answer to creating a key: the view plus the key itself,
@@ -48,7 +81,10 @@ type KeyInput struct {
 	Name      string
 	Tags      []string
 	Clients   []string   // empty: every client
-	ExpiresAt *time.Time // nil: never expires
+	ExpiresAt *time.Time // nil: never expires (or Policy.ActivateFor)
+	// Policy is applied to the default policy: no limits, weeks starting
+	// on Monday at 00:00.
+	Policy PolicyPatch
 }
 
 // KeyPatch changes a key; nil fields stay as they are. ExpiresAt is a
@@ -60,28 +96,68 @@ type KeyPatch struct {
 	Clients   *[]string
 	Disabled  *bool
 	ExpiresAt **time.Time
+	Policy    PolicyPatch
 }
 
 func (s *Service) keyView(k store.Key) KeyView {
-	tags, clients := k.Tags, k.Clients
-	if tags == nil {
-		tags = []string{}
-	}
-	if clients == nil {
-		clients = []string{}
-	}
-	return KeyView{
+	p := k.Policy
+	// The status counts an activated key's expiry too.
+	exp := effectiveExpiry(k)
+	withExp := k
+	withExp.ExpiresAt = exp
+	v := KeyView{
 		ID:         k.ID,
 		Name:       k.Name,
-		Status:     k.Status(s.now()),
-		Tags:       tags,
-		Clients:    clients,
+		Status:     withExp.Status(s.now()),
+		Tags:       nonNil(k.Tags),
+		Clients:    nonNil(k.Clients),
 		Hint:       k.Hint,
 		CreatedAt:  k.CreatedAt.UTC(),
 		LastUsedAt: utc(k.LastUsedAt),
-		ExpiresAt:  utc(k.ExpiresAt),
+		ExpiresAt:  exp,
 		DeletedAt:  utc(k.DeletedAt),
+
+		Description:     p.Description,
+		Permissions:     nonNil(p.Permissions),
+		ModelsAllow:     nonNil(p.ModelsAllow),
+		ModelsDeny:      nonNil(p.ModelsDeny),
+		Concurrency:     p.Concurrency,
+		Queue:           p.Queue,
+		RateWindow:      span(p.RateWindow),
+		RateRequests:    p.RateRequests,
+		RateTokens:      p.RateTokens,
+		RateCost:        usdOf(p.RateCost),
+		DailyCost:       usdOf(p.DailyCost),
+		TotalCost:       usdOf(p.TotalCost),
+		WeeklyCost:      usdOf(p.WeeklyCost),
+		DailyOpusCost:   usdOf(p.DailyOpusCost),
+		WeeklyResetDay:  p.WeeklyResetDay,
+		WeeklyResetHour: p.WeeklyResetHour,
+		ActivateFor:     span(p.ActivateFor),
+		ActivatedAt:     utc(k.ActivatedAt),
+		Account:         p.Account,
+		BindingFallback: p.BindingFallback,
+		ServiceRates:    map[store.Platform]float64{},
 	}
+	maps.Copy(v.ServiceRates, p.ServiceRates)
+	return v
+}
+
+// nonNil returns s, or an empty slice for nil, so views print [] not null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// span formats a set duration for a view; nil when unset.
+func span(d time.Duration) *string {
+	if d == 0 {
+		return nil
+	}
+	s := FormatDuration(d)
+	return &s
 }
 
 func checkName(name string) (string, error) {
@@ -174,6 +250,9 @@ func (s *Service) CreateKey(ctx context.Context, in KeyInput) (KeyView, string, 
 	if err != nil {
 		return KeyView{}, "", err
 	}
+	if exp != nil && in.Policy.ActivateFor != nil && *in.Policy.ActivateFor != 0 {
+		return KeyView{}, "", errBothExpiries
+	}
 	plain := secret.NewRelayKey()
 	k := store.Key{
 		ID:        store.KeyID(newID("key_")),
@@ -184,6 +263,10 @@ func (s *Service) CreateKey(ctx context.Context, in KeyInput) (KeyView, string, 
 		Clients:   clients,
 		CreatedAt: s.now().UTC(),
 		ExpiresAt: exp,
+		Policy:    store.KeyPolicy{WeeklyResetDay: DefaultWeeklyResetDay},
+	}
+	if err := s.applyPolicy(ctx, &k, in.Policy); err != nil {
+		return KeyView{}, "", err
 	}
 	if err := s.Store.CreateKey(ctx, k); err != nil {
 		return KeyView{}, "", err
@@ -247,11 +330,21 @@ func (s *Service) UpdateKey(ctx context.Context, id store.KeyID, p KeyPatch) (Ke
 			if err != nil {
 				return err
 			}
+			if exp != nil && p.Policy.ActivateFor != nil && *p.Policy.ActivateFor != 0 {
+				return errBothExpiries
+			}
 			k.ExpiresAt = exp
+			if exp != nil {
+				// A fixed expiry replaces expiry after activation.
+				k.Policy.ActivateFor = 0
+			}
 		}
-		return nil
+		return s.applyPolicy(ctx, k, p.Policy)
 	})
 }
+
+// errBothExpiries refuses a key that would expire both ways at once.
+var errBothExpiries = invalid("activate_for", "a key expires either at a fixed time or a span after its first use, not both")
 
 // RemoveKey soft-deletes a key: it stops working at once but stays listed
 // under `--deleted` and can be restored, so a slip costs nothing.

@@ -180,3 +180,148 @@ func TestServiceKeyAndAccountRules(t *testing.T) {
 		t.Fatalf("after cooldown = %+v", v)
 	}
 }
+
+func TestDurationsReadAndWriteAlike(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+		out  string
+	}{
+		{"5m", 5 * time.Minute, "5m"},
+		{"60m", time.Hour, "1h"},
+		{"90m", 90 * time.Minute, "1h30m"},
+		{"1h30m", 90 * time.Minute, "1h30m"},
+		{"90s", 90 * time.Second, "1m30s"},
+		{"36h", 36 * time.Hour, "36h"},
+		{"48h", 48 * time.Hour, "2d"},
+		{"30d", 30 * 24 * time.Hour, "30d"},
+		{" 1d ", 24 * time.Hour, "1d"},
+		{"0", 0, "0s"},
+	} {
+		d, err := ParseDuration(c.in)
+		if err != nil || d != c.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", c.in, d, err, c.want)
+			continue
+		}
+		if got := FormatDuration(d); got != c.out {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, c.out)
+		}
+		// What is written reads back to the same span.
+		if back, err := ParseDuration(FormatDuration(d)); err != nil || back != d {
+			t.Errorf("round trip of %v: %v, %v", d, back, err)
+		}
+	}
+	for _, bad := range []string{"", "soon", "-1h", "-2d", "1.5d", "d", "36501d", "5 m"} {
+		if d, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", bad, d)
+		}
+	}
+}
+
+func TestParseWeekday(t *testing.T) {
+	for in, want := range map[string]int{
+		"sun": 0, "Sunday": 0, "0": 0, "mon": 1, "MON": 1, "monday": 1, "tue": 2, "wed": 3, "thu": 4, "thursday": 4,
+		"fri": 5, "sat": 6, "6": 6, " fri ": 5,
+	} {
+		if got, err := ParseWeekday(in); err != nil || got != want {
+			t.Errorf("ParseWeekday(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "t", "su", "7", "-1", "mondays", "funday"} {
+		if got, err := ParseWeekday(bad); err == nil {
+			t.Errorf("ParseWeekday(%q) = %d, want an error", bad, got)
+		}
+	}
+}
+
+func TestServiceKeyPolicyRules(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	s := e.svc
+	usd := func(v string) *USD { return &USD{pricing.FromPico(mustPico(t, v))} }
+
+	// The default policy is stored with Monday as the reset day, since a
+	// stored 0 is Sunday.
+	kv, _, err := s.CreateKey(ctx, KeyInput{Name: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := e.st.GetKey(ctx, kv.ID)
+	if k.Policy.WeeklyResetDay != int(time.Monday) || kv.WeeklyResetDay != 1 {
+		t.Fatalf("default reset day: stored %d, view %d", k.Policy.WeeklyResetDay, kv.WeeklyResetDay)
+	}
+
+	// A window with its limits; removing the window removes them.
+	hour, zero := time.Hour, time.Duration(0)
+	n := int64(10)
+	if _, err := s.UpdateKey(ctx, kv.ID, KeyPatch{Policy: PolicyPatch{RateWindow: &hour, RateRequests: &n, RateCost: usd("1.5")}}); err != nil {
+		t.Fatal(err)
+	}
+	k, _ = e.st.GetKey(ctx, kv.ID)
+	if k.Policy.RateWindow != time.Hour || k.Policy.RateRequests != 10 || k.Policy.RateCost != 1_500_000_000_000 {
+		t.Fatalf("window stored as %+v", k.Policy)
+	}
+	// Taking away the last limit leaves a window with nothing to count.
+	nothing := int64(0)
+	_, err = s.UpdateKey(ctx, kv.ID, KeyPatch{Policy: PolicyPatch{RateRequests: &nothing, RateCost: usd("0")}})
+	if !IsInvalid(err) || !strings.HasPrefix(err.Error(), "rate_window:") {
+		t.Fatalf("window without limits: %v", err)
+	}
+	if _, err := s.UpdateKey(ctx, kv.ID, KeyPatch{Policy: PolicyPatch{RateWindow: &zero}}); err != nil {
+		t.Fatal(err)
+	}
+	k, _ = e.st.GetKey(ctx, kv.ID)
+	if k.Policy.RateWindow != 0 || k.Policy.RateRequests != 0 || k.Policy.RateCost != 0 {
+		t.Fatalf("after removing the window: %+v", k.Policy)
+	}
+	// Removing the window while setting a limit is a contradiction.
+	_, err = s.UpdateKey(ctx, kv.ID, KeyPatch{Policy: PolicyPatch{RateWindow: &zero, RateRequests: &n}})
+	if !IsInvalid(err) || !strings.HasPrefix(err.Error(), "rate_requests:") {
+		t.Fatalf("limit without window: %v", err)
+	}
+
+	// A refused patch stores nothing, even the fields before the bad one.
+	desc, bad := "changed", -1
+	if _, err := s.UpdateKey(ctx, kv.ID, KeyPatch{Policy: PolicyPatch{Description: &desc, Concurrency: &bad}}); !IsInvalid(err) {
+		t.Fatalf("negative concurrency: %v", err)
+	}
+	if k, _ = e.st.GetKey(ctx, kv.ID); k.Policy.Description != "" {
+		t.Fatalf("refused patch stored description %q", k.Policy.Description)
+	}
+
+	// Fixed expiry and activation exclude each other, on create too.
+	exp := e.clock.Now().Add(time.Hour)
+	week := 7 * 24 * time.Hour
+	_, _, err = s.CreateKey(ctx, KeyInput{Name: "both", ExpiresAt: &exp, Policy: PolicyPatch{ActivateFor: &week}})
+	if !IsInvalid(err) || !strings.HasPrefix(err.Error(), "activate_for:") {
+		t.Fatalf("both expiries: %v", err)
+	}
+	// An activation key whose activation is older than its span is
+	// expired; a fixed expiry set later takes over.
+	av, _, err := s.CreateKey(ctx, KeyInput{Name: "act", Policy: PolicyPatch{ActivateFor: &hour}})
+	if err != nil || av.ExpiresAt != nil || av.Status != store.KeyActive {
+		t.Fatalf("activation key %+v, %v", av, err)
+	}
+	at := e.clock.Now().Add(-2 * time.Hour).Truncate(time.Millisecond) // the store keeps milliseconds
+	if _, err := e.st.ActivateKey(ctx, av.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	if av, _ = s.GetKey(ctx, av.ID); av.Status != store.KeyExpired || av.ExpiresAt == nil || !av.ExpiresAt.Equal(at.Add(time.Hour)) {
+		t.Fatalf("activated an hour too long ago: %+v", av)
+	}
+	later := e.clock.Now().Add(24 * time.Hour)
+	pl := &later
+	if av, err = s.UpdateKey(ctx, av.ID, KeyPatch{ExpiresAt: &pl}); err != nil || av.Status != store.KeyActive ||
+		av.ActivateFor != nil || !av.ExpiresAt.Equal(later.UTC()) {
+		t.Fatalf("fixed expiry over activation: %+v, %v", av, err)
+	}
+}
+
+func mustPico(t *testing.T, v string) int64 {
+	t.Helper()
+	p, err := pricing.ParseUSD(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
