@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/throttle"
 )
 
 // maxBodyBytes bounds every admin request body; the largest legitimate one
@@ -59,7 +60,7 @@ type API struct {
 	opts     APIOptions
 	log      *slog.Logger
 	sess     *sessions
-	throttle *loginThrottle
+	throttle *throttle.Throttle
 }
 
 // Route is one admin endpoint for the server's ServeMux. Public routes
@@ -101,7 +102,7 @@ func NewAPI(svc *Service, opts APIOptions) *API {
 		opts:     opts,
 		log:      log,
 		sess:     &sessions{st: svc.Store, key: opts.JWTSecret, ttl: opts.SessionTTL, now: svc.now, cost: opts.PasswordCost, dummy: dummy},
-		throttle: newLoginThrottle(svc.now),
+		throttle: throttle.New(loginMaxFailures, loginWindow, svc.now),
 	}
 }
 
