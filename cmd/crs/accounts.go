@@ -15,9 +15,11 @@ import (
 // maxStdinSecret bounds what `--api-key -` reads.
 const maxStdinSecret = 64 << 10
 
+const accountsAddSynopsis = "--platform claude --type api-key --name NAME --api-key SECRET|- [--base-url URL] [--priority N] [--proxy URL] " +
+	accountOptionsSynopsis + " [--json]"
+
 func accountsAdd(ctx context.Context, c *cli, args []string) error {
-	const synopsis = "--platform claude --type api-key --name NAME --api-key SECRET|- [--base-url URL] [--priority N] [--proxy URL] [--json]"
-	fs, dataDir := newFlags(c, "accounts add", synopsis)
+	fs, dataDir := newFlags(c, "accounts add", accountsAddSynopsis)
 	platform := fs.String("platform", "", "claude, openai, gemini or droid (required; only claude for now)")
 	typ := fs.String("type", "", "api-key, oauth or setup-token (required; only api-key for now)")
 	name := fs.String("name", "", "a name to recognise the account by (required)")
@@ -25,6 +27,7 @@ func accountsAdd(ctx context.Context, c *cli, args []string) error {
 	baseURL := fs.String("base-url", "", "API root the relay appends /v1/messages to (default: CLAUDE_API_URL, https://api.anthropic.com)")
 	priority := fs.Int("priority", admin.DefaultPriority, "1–100, lower is tried first")
 	proxy := fs.String("proxy", "", "outbound proxy: http://, https:// or socks5://[user:pass@]host:port")
+	readOptions := accountOptionFlags(fs)
 	asJSON := fs.Bool("json", false, "print the account as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -32,6 +35,10 @@ func accountsAdd(ctx context.Context, c *cli, args []string) error {
 	}
 	if len(pos) > 0 {
 		return usageError{fmt.Sprintf("accounts add: unexpected argument %q", pos[0])}
+	}
+	var opts admin.AccountPatch
+	if err := readOptions(&opts); err != nil {
+		return usageError{"accounts add: " + err.Error()}
 	}
 	for _, req := range []struct{ flag, val string }{
 		{"platform", *platform}, {"type", *typ}, {"name", *name}, {"api-key", *apiKey},
@@ -56,7 +63,7 @@ func accountsAdd(ctx context.Context, c *cli, args []string) error {
 	}
 	in := admin.AccountInput{
 		Platform: *platform, Type: *typ, Name: *name, APIKey: secret,
-		BaseURL: *baseURL, Proxy: *proxy, Priority: *priority,
+		BaseURL: *baseURL, Proxy: *proxy, Priority: *priority, Options: opts,
 	}
 	return c.withEnv(ctx, *dataDir, func(e *env) error {
 		v, err := e.Admin.AddAccount(ctx, in)

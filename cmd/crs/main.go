@@ -60,7 +60,7 @@ func commands() []command {
 		{"keys remove", "ID", "soft-delete a key (restore brings it back)", keysSet("remove")},
 		{"keys restore", "ID", "undo keys remove", keysSet("restore")},
 		{"keys purge", "ID", "delete a key for good", keysSet("purge")},
-		{"accounts add", "--platform claude --type api-key --name NAME --api-key SECRET|- [--base-url URL] [--priority N] [--proxy URL] [--json]", "add an upstream account", accountsAdd},
+		{"accounts add", accountsAddSynopsis, "add an upstream account", accountsAdd},
 		{"accounts oauth start", oauthStartSynopsis, "begin onboarding a Claude subscription account: prints the URL to approve", accountsOAuthStart},
 		{"accounts oauth finish", oauthFinishSynopsis, "finish an onboarding with the code the approval page showed", accountsOAuthFinish},
 		{"accounts oauth import", oauthImportSynopsis, "add a Claude account from Claude Code's credentials.json", accountsOAuthImport},

@@ -578,3 +578,28 @@ func TestAccountDailyQuota(t *testing.T) {
 		t.Fatalf("a negative quota: %s", errOut)
 	}
 }
+
+// TestAccountsAddTakesOptions: the per-account options can be given when
+// the account is added, and are refused there like on update.
+func TestAccountsAddTakesOptions(t *testing.T) {
+	dir := newDataDir(t)
+	var v admin.AccountView
+	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "add", "--platform", "claude", "--type", "api-key", "--name", "a",
+		"--api-key", "sk-x", "--models", "claude-sonnet-4-5,big=claude-opus-4-5", "--max-concurrency", "2", "--daily-quota", "12.5",
+		"--serial-queue", "--intercept-warmup", "--json"), &v)
+	if len(v.Models) != 2 || v.Models["big"] != "claude-opus-4-5" || v.MaxConcurrency != 2 || v.DailyQuota.String() != "12.5" ||
+		!v.SerialQueue || !v.InterceptWarmup || v.UnifiedUserAgent || v.AutoPauseOnWarning {
+		t.Fatalf("added with options: %+v", v)
+	}
+	for flag, bad := range map[string]string{"--models": "a=b=c", "--max-concurrency": "-3", "--daily-quota": "-1"} {
+		_, errOut := runCLI(t, dir, "accounts", "add", "--platform", "claude", "--type", "api-key", "--name", "b", "--api-key", "sk-y", flag, bad)
+		if !strings.Contains(errOut, flag) {
+			t.Errorf("%s %s: %s", flag, bad, errOut)
+		}
+	}
+	var list []admin.AccountView
+	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "list", "--json"), &list)
+	if len(list) != 1 {
+		t.Fatalf("a refused add stored an account: %d accounts", len(list))
+	}
+}

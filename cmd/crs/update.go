@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -12,9 +13,52 @@ import (
 	"github.com/crs-relay/crs/internal/store"
 )
 
+// accountOptionsSynopsis lists the per-account option flags of accounts
+// add and accounts update.
+const accountOptionsSynopsis = "[--models LIST] [--max-concurrency N] [--daily-quota USD] [--auto-pause-on-warning=BOOL] " +
+	"[--serial-queue=BOOL] [--unified-user-agent=BOOL] [--intercept-warmup=BOOL]"
+
 const accountsUpdateSynopsis = "ID [--name N] [--priority N] [--base-url URL] [--proxy URL] [--schedulable=BOOL] " +
-	"[--models LIST] [--max-concurrency N] [--daily-quota USD] [--auto-pause-on-warning=BOOL] [--serial-queue=BOOL] " +
-	"[--unified-user-agent=BOOL] [--intercept-warmup=BOOL] [--json]"
+	accountOptionsSynopsis + " [--json]"
+
+// accountOptionFlags declares the per-account option flags on fs; the
+// returned function reads those given into p (after fs was parsed).
+func accountOptionFlags(fs *flag.FlagSet) func(p *admin.AccountPatch) error {
+	models := fs.String("models", "", "model allow-list and mapping: a,b,from=to (a listed name covers its dated variants); empty serves every model")
+	autoPause := fs.Bool("auto-pause-on-warning", false, "pause the account when its 5-hour window reaches allowed_warning, until it resets")
+	serial := fs.Bool("serial-queue", false, "at most one user turn at a time on the account, with a minimum gap (USER_MESSAGE_QUEUE_DELAY)")
+	unifiedUA := fs.Bool("unified-user-agent", false, "send every request with the newest Claude Code user agent seen")
+	warmup := fs.Bool("intercept-warmup", false, "answer Claude Code's warmup and title requests locally")
+	maxConc := fs.Int("max-concurrency", 0, "cap on the account's requests in flight; more go to another account (0: no cap)")
+	dailyQuota := fs.String("daily-quota", "", "API-key accounts: stop using the account for the day once its cost reaches this many USD (0: no quota)")
+	return func(p *admin.AccountPatch) error {
+		set := func(flagName string, apply func()) {
+			if isSet(fs, flagName) {
+				apply()
+			}
+		}
+		set("auto-pause-on-warning", func() { p.AutoPauseOnWarning = autoPause })
+		set("serial-queue", func() { p.SerialQueue = serial })
+		set("unified-user-agent", func() { p.UnifiedUserAgent = unifiedUA })
+		set("intercept-warmup", func() { p.InterceptWarmup = warmup })
+		set("max-concurrency", func() { p.MaxConcurrency = maxConc })
+		if isSet(fs, "daily-quota") {
+			q, err := parseUSDFlag("daily-quota", *dailyQuota)
+			if err != nil {
+				return err
+			}
+			p.DailyQuota = &q
+		}
+		if isSet(fs, "models") {
+			m, err := anthropic.ParseModels(*models)
+			if err != nil {
+				return fmt.Errorf("--models: %s", err.Error())
+			}
+			p.Models = &m
+		}
+		return nil
+	}
+}
 
 // accountsUpdate changes the given fields of one account; flags left out
 // keep their value.
@@ -25,13 +69,7 @@ func accountsUpdate(ctx context.Context, c *cli, args []string) error {
 	baseURL := fs.String("base-url", "", "API root; empty returns to the platform default")
 	proxy := fs.String("proxy", "", "outbound proxy URL; empty means a direct connection")
 	schedulable := fs.Bool("schedulable", true, "false keeps the account out of scheduling while enabled")
-	models := fs.String("models", "", "model allow-list and mapping: a,b,from=to (a listed name covers its dated variants); empty serves every model")
-	autoPause := fs.Bool("auto-pause-on-warning", false, "pause the account when its 5-hour window reaches allowed_warning, until it resets")
-	serial := fs.Bool("serial-queue", false, "at most one user turn at a time on the account, with a minimum gap (USER_MESSAGE_QUEUE_DELAY)")
-	unifiedUA := fs.Bool("unified-user-agent", false, "send every request with the newest Claude Code user agent seen")
-	warmup := fs.Bool("intercept-warmup", false, "answer Claude Code's warmup and title requests locally")
-	maxConc := fs.Int("max-concurrency", 0, "cap on the account's requests in flight; more go to another account (0: no cap)")
-	dailyQuota := fs.String("daily-quota", "", "API-key accounts: stop using the account for the day once its cost reaches this many USD (0: no quota)")
+	readOptions := accountOptionFlags(fs)
 	asJSON := fs.Bool("json", false, "print the account as JSON")
 	id, err := oneID(fs, "accounts update", "account", args)
 	if err != nil {
@@ -48,24 +86,8 @@ func accountsUpdate(ctx context.Context, c *cli, args []string) error {
 	set("base-url", func() { p.BaseURL = baseURL })
 	set("proxy", func() { p.Proxy = proxy })
 	set("schedulable", func() { p.Schedulable = schedulable })
-	set("auto-pause-on-warning", func() { p.AutoPauseOnWarning = autoPause })
-	set("serial-queue", func() { p.SerialQueue = serial })
-	set("unified-user-agent", func() { p.UnifiedUserAgent = unifiedUA })
-	set("intercept-warmup", func() { p.InterceptWarmup = warmup })
-	set("max-concurrency", func() { p.MaxConcurrency = maxConc })
-	if isSet(fs, "daily-quota") {
-		q, err := parseUSDFlag("daily-quota", *dailyQuota)
-		if err != nil {
-			return usageError{"accounts update: " + err.Error()}
-		}
-		p.DailyQuota = &q
-	}
-	if isSet(fs, "models") {
-		m, err := anthropic.ParseModels(*models)
-		if err != nil {
-			return usageError{"accounts update: --models: " + err.Error()}
-		}
-		p.Models = &m
+	if err := readOptions(&p); err != nil {
+		return usageError{"accounts update: " + err.Error()}
 	}
 	if p == (admin.AccountPatch{}) {
 		return usageError{"accounts update: nothing to change; give at least one flag (see crs accounts update -h)"}

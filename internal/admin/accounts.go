@@ -85,6 +85,9 @@ type AccountInput struct {
 	BaseURL  string `json:"base_url"`
 	Proxy    string `json:"proxy"`
 	Priority int    `json:"priority"`
+	// Options are set as by UpdateAccount (models, max concurrency, daily
+	// quota, switches); nil fields keep their defaults.
+	Options AccountPatch `json:"-"`
 }
 
 // AccountPatch changes an account; nil fields stay as they are. An empty
@@ -222,6 +225,40 @@ func checkProxy(p string) (string, error) {
 	return p, nil
 }
 
+// applyOptions validates and applies the per-account options of p to a.
+func applyOptions(a *store.Account, p AccountPatch) error {
+	if p.Models != nil {
+		m, err := checkModels(*p.Models)
+		if err != nil {
+			return err
+		}
+		a.Options.Models = m
+	}
+	setBool(&a.Options.AutoPauseOnWarning, p.AutoPauseOnWarning)
+	setBool(&a.Options.SerialQueue, p.SerialQueue)
+	setBool(&a.Options.UnifiedUserAgent, p.UnifiedUserAgent)
+	setBool(&a.Options.InterceptWarmup, p.InterceptWarmup)
+	if p.MaxConcurrency != nil {
+		if *p.MaxConcurrency < 0 || *p.MaxConcurrency > maxConcurrency {
+			return invalid("max_concurrency", "want 0 (no cap) to %d, got %d", maxConcurrency, *p.MaxConcurrency)
+		}
+		a.Options.MaxConcurrency = *p.MaxConcurrency
+	}
+	if p.DailyQuota != nil {
+		quota, err := limitPico("daily_quota", *p.DailyQuota)
+		if err != nil {
+			return err
+		}
+		if a.Type != store.TypeAPIKey && quota != 0 {
+			// A subscription's quota is its plan's; a dollar cap on it
+			// would only hide the real one.
+			return invalid("daily_quota", "only API-key accounts have a daily quota in dollars; %s is a %s account", a.ID, a.Type)
+		}
+		a.Options.DailyQuota = quota
+	}
+	return nil
+}
+
 // checkModels validates a model allow-list and mapping with the rules of
 // its command-line form (names, count); empty means every model.
 func checkModels(m map[string]string) (map[string]string, error) {
@@ -276,7 +313,7 @@ func (s *Service) AddAccount(ctx context.Context, in AccountInput) (AccountView,
 	if err != nil {
 		return AccountView{}, err
 	}
-	return s.createAccount(ctx, store.Account{
+	a := store.Account{
 		Name:         name,
 		Platform:     platform,
 		Type:         typ,
@@ -284,7 +321,11 @@ func (s *Service) AddAccount(ctx context.Context, in AccountInput) (AccountView,
 		BaseURL:      base,
 		SealedSecret: s.Box.Seal([]byte(key)),
 		SealedProxy:  s.Box.Seal([]byte(proxy)),
-	})
+	}
+	if err := applyOptions(&a, in.Options); err != nil {
+		return AccountView{}, err
+	}
+	return s.createAccount(ctx, a)
 }
 
 // createAccount gives a new account its id and times, stores it, and
@@ -368,32 +409,8 @@ func (s *Service) UpdateAccount(ctx context.Context, id store.AccountID, p Accou
 	if p.Schedulable != nil {
 		a.Unschedulable = !*p.Schedulable
 	}
-	if p.Models != nil {
-		if a.Options.Models, err = checkModels(*p.Models); err != nil {
-			return AccountView{}, err
-		}
-	}
-	setBool(&a.Options.AutoPauseOnWarning, p.AutoPauseOnWarning)
-	setBool(&a.Options.SerialQueue, p.SerialQueue)
-	setBool(&a.Options.UnifiedUserAgent, p.UnifiedUserAgent)
-	setBool(&a.Options.InterceptWarmup, p.InterceptWarmup)
-	if p.MaxConcurrency != nil {
-		if *p.MaxConcurrency < 0 || *p.MaxConcurrency > maxConcurrency {
-			return AccountView{}, invalid("max_concurrency", "want 0 (no cap) to %d, got %d", maxConcurrency, *p.MaxConcurrency)
-		}
-		a.Options.MaxConcurrency = *p.MaxConcurrency
-	}
-	if p.DailyQuota != nil {
-		quota, err := limitPico("daily_quota", *p.DailyQuota)
-		if err != nil {
-			return AccountView{}, err
-		}
-		if a.Type != store.TypeAPIKey && quota != 0 {
-			// A subscription's quota is its plan's; a dollar cap on it
-			// would only hide the real one.
-			return AccountView{}, invalid("daily_quota", "only API-key accounts have a daily quota in dollars; %s is a %s account", a.ID, a.Type)
-		}
-		a.Options.DailyQuota = quota
+	if err := applyOptions(&a, p); err != nil {
+		return AccountView{}, err
 	}
 	a.UpdatedAt = s.now().UTC()
 	if err := s.Store.UpdateAccount(ctx, a); err != nil {

@@ -780,6 +780,14 @@ type accountCreateRequest struct {
 	BaseURL  string `json:"base_url"`
 	Proxy    string `json:"proxy"`
 	Priority *int   `json:"priority"`
+
+	Models             *map[string]string `json:"models"`
+	MaxConcurrency     *int               `json:"max_concurrency"`
+	DailyQuota         *USD               `json:"daily_quota"`
+	AutoPauseOnWarning *bool              `json:"auto_pause_on_warning"`
+	SerialQueue        *bool              `json:"serial_queue"`
+	UnifiedUserAgent   *bool              `json:"unified_user_agent"`
+	InterceptWarmup    *bool              `json:"intercept_warmup"`
 }
 
 func (a *API) createAccount(w http.ResponseWriter, r *http.Request, _ authSession) {
@@ -789,7 +797,10 @@ func (a *API) createAccount(w http.ResponseWriter, r *http.Request, _ authSessio
 		return
 	}
 	in := AccountInput{Platform: req.Platform, Type: req.Type, Name: req.Name, APIKey: req.APIKey,
-		BaseURL: req.BaseURL, Proxy: req.Proxy, Priority: DefaultPriority}
+		BaseURL: req.BaseURL, Proxy: req.Proxy, Priority: DefaultPriority,
+		Options: AccountPatch{Models: req.Models, MaxConcurrency: req.MaxConcurrency, DailyQuota: req.DailyQuota,
+			AutoPauseOnWarning: req.AutoPauseOnWarning, SerialQueue: req.SerialQueue,
+			UnifiedUserAgent: req.UnifiedUserAgent, InterceptWarmup: req.InterceptWarmup}}
 	if req.Priority != nil {
 		in.Priority = *req.Priority
 	}
