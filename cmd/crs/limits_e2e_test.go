@@ -258,3 +258,42 @@ func TestKeyConcurrencyHoldsAtTheUpstream(t *testing.T) {
 		t.Fatalf("upstream saw %d in flight without a queue", m)
 	}
 }
+
+// TestUserStatsThroughTheServer: the key holder's page answers the usage
+// and limits of the key it is given, over the running server.
+func TestUserStatsThroughTheServer(t *testing.T) {
+	up := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
+	dir := newDataDir(t)
+	addAccount(t, dir, up, "a", 50)
+	k := policyKey(t, dir, "alice", "--daily-cost", "5", "--service-rates", "claude=2")
+	srv := startRelay(t, dir, nil)
+	if a := send(t, srv.url, k.Key, "/api/v1/messages", messagesBody("claude-sonnet-4-5", "x")); a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	resp, err := http.Post(srv.url+"/apiStats/api/user-stats", "application/json", strings.NewReader(`{"apiKey":"`+k.Key+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	today := gjson.GetBytes(b, "usage.today.totals")
+	if today.Get("requests").Int() != 1 || today.Get("cost_usd").String() != "0.00016965" || today.Get("rated_cost_usd").String() != "0.0003393" {
+		t.Fatalf("today = %s", today.Raw)
+	}
+	daily := gjson.GetBytes(b, `limits.costs.#(kind=="daily")`)
+	if daily.Get("used").Int() != 339_300_000 || daily.Get("limit").Int() != 5_000_000_000_000 {
+		t.Fatalf("daily limit = %s (in %s)", daily.Raw, b)
+	}
+	var u struct {
+		Keys []struct {
+			Rated json.Number `json:"rated_cost_usd"`
+		} `json:"keys"`
+	}
+	testkit.MustJSON(t, cliRun(t, dir, "", "usage", "--json"), &u)
+	if len(u.Keys) != 1 || u.Keys[0].Rated.String() != "0.0003393" {
+		t.Fatalf("usage rated cost: %+v", u)
+	}
+}

@@ -32,6 +32,9 @@ type UsageCounters struct {
 	CacheCreation1h int64 `json:"cache_creation_1h_input_tokens"`
 	CacheRead       int64 `json:"cache_read_input_tokens"`
 	CostUSD         USD   `json:"cost_usd"`
+	// RatedCostUSD is the cost times the key's service rate: what its
+	// cost limits count. Equal to CostUSD without service rates.
+	RatedCostUSD USD `json:"rated_cost_usd"`
 }
 
 // KeyUsage is the total for one relay key. KeyName is "" once the key was
@@ -79,6 +82,7 @@ func counters(c store.Counters) UsageCounters {
 		CacheCreation1h: c.CacheWrite1h,
 		CacheRead:       c.CacheRead,
 		CostUSD:         USD{pricing.FromPico(c.CostPico)},
+		RatedCostUSD:    USD{pricing.FromPico(c.RatedPico)},
 	}
 }
 
