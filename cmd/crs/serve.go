@@ -34,9 +34,9 @@ import (
 
 // Background cadences of a running server.
 const (
-	reloadEvery  = time.Second     // poll the store's change version (CLI edits show within 2 s)
-	touchEvery   = 5 * time.Second // flush last-used times of keys and accounts
-	refreshEvery = time.Minute     // look for OAuth tokens close to expiry
+	reloadEvery  = 500 * time.Millisecond // poll the store's change version (CLI edits show within 2 s, usually 0.5 s)
+	touchEvery   = 5 * time.Second        // flush last-used times of keys and accounts
+	refreshEvery = time.Minute            // look for OAuth tokens close to expiry
 )
 
 // runServe runs the relay until ctx ends (SIGINT/SIGTERM), then drains.

@@ -57,3 +57,20 @@ type Outcome struct {
 func Rest(now time.Time, kind store.CooldownKind, d time.Duration, status int, reason string) Outcome {
 	return Outcome{Kind: Failover, Cooldown: kind, Until: now.Add(d), Status: status, Reason: reason}
 }
+
+// Cooldowns every protocol shares.
+const (
+	// TransportCooldown rests an account that could not be reached or
+	// answered nothing in time.
+	TransportCooldown = 60 * time.Second
+	// CredentialCooldown rests an account whose credential was refused or
+	// cannot be used.
+	CredentialCooldown = 30 * time.Minute
+)
+
+// Transport classifies a failure to get an answer at all: connect errors,
+// resets and timeouts before the first event. It is the same for every
+// upstream.
+func Transport(now time.Time, err error) Outcome {
+	return Rest(now, store.CooldownTransient, TransportCooldown, 0, "transport: "+err.Error())
+}

@@ -72,6 +72,7 @@ type Relay struct {
 	policy   *policy.Engine
 	spend    func(context.Context, store.UsageFilter) (store.UsageSummary, error)
 	serial   *serialQueue
+	claude   *dialect
 	newest   newestClaudeCode
 	log      *slog.Logger
 	now      func() time.Time
@@ -131,9 +132,11 @@ func New(cfg Config, d Deps) *Relay {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
+	r := &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
 		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, policy: d.Policy, spend: d.Spend, log: d.Logger, now: d.Now,
 		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
+	r.claude = r.claudeDialect()
+	return r
 }
 
 // authenticate resolves the relay key or answers the error itself.

@@ -58,7 +58,7 @@ func Classify(now time.Time, status int, h http.Header, body []byte) provider.Ou
 // ClassifyTransport classifies a failure to get an answer at all: connect
 // errors, resets and timeouts before the first event.
 func ClassifyTransport(now time.Time, err error) provider.Outcome {
-	return provider.Rest(now, store.CooldownTransient, TransientCooldown, 0, "transport: "+err.Error())
+	return provider.Transport(now, err)
 }
 
 // ClassifyStreamError classifies an `event: error` inside a 200 stream, whose
