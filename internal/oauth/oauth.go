@@ -1,10 +1,17 @@
-// Package oauth is the Claude subscription OAuth client: the PKCE
-// authorization-code flow an admin completes by pasting a code, the refresh
-// that keeps an account alive, and the profile and usage reads that show an
-// account's plan and quota. It holds no state and no globals: callers persist
-// a Pending between the two onboarding steps and pass every request through
-// the account's own (proxied) *http.Client, so the upstream sees one user
-// behind one address.
+// Package oauth holds the subscription OAuth clients of the three platforms
+// crs pools: Claude (Client), ChatGPT for Codex (OpenAIClient) and Google
+// for Gemini CLI's Code Assist (GoogleClient). Each offers the PKCE
+// authorization-code flow an admin completes by pasting a code, and the
+// refresh that keeps an account alive; Claude adds the profile and usage
+// reads that show a plan and quota, Google the Code Assist project
+// discovery. The Refresher keeps every platform's tokens fresh through one
+// Renewer interface, so single flight, the store lease and save-before-use
+// hold for all of them.
+//
+// The package holds no state and no globals: callers persist a Pending
+// between the two onboarding steps and pass every request through the
+// account's own (proxied) *http.Client, so the upstream sees one user behind
+// one address.
 //
 // Tokens never appear in errors or in the String form of a Token, because
 // errors end up in logs and in the admin console.

@@ -178,8 +178,9 @@ func (w *windowJSON) window() (*Window, error) {
 	return &out, nil
 }
 
-// APIError is a non-200 answer of the profile or usage endpoint.
-// errors.Is matches ErrUnauthorized for 401 and ErrForbidden for 403.
+// APIError is a non-200 answer of the profile or usage endpoint, or of a
+// Code Assist setup call. errors.Is matches ErrUnauthorized for 401 and
+// ErrForbidden for 403.
 type APIError struct {
 	Status int
 	// Message is the server's error message, cut to 200 characters.

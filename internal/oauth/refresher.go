@@ -50,14 +50,17 @@ const leasePrefix = "oauth-refresh:"
 // again helps. Check with errors.Is.
 var ErrCredentialDead = errors.New("oauth: account credential is dead; onboard the account again")
 
-// Refresher hands out valid access tokens for OAuth accounts. Claude refresh
-// tokens are single-use, so two refreshes of one account racing each other
-// lose the account: the loser presents a spent token and gets invalid_grant.
-// The Refresher therefore refreshes each account at most once at a time
-// across all instances: callers in one process share one refresh (and its
-// result), and instances serialise on a store lease, under which they reload
-// the account, re-check it, refresh, and save the rotated token before
-// anyone uses it.
+// Refresher hands out valid access tokens for the OAuth accounts of every
+// platform. Claude and OpenAI refresh tokens are single-use, so two
+// refreshes of one account racing each other lose the account: the loser
+// presents a spent token and gets invalid_grant. The Refresher therefore
+// refreshes each account at most once at a time across all instances:
+// callers in one process share one refresh (and its result), and instances
+// serialise on a store lease, under which they reload the account, re-check
+// it, refresh, and save the rotated token before anyone uses it. Google does
+// not rotate its refresh tokens; the same discipline costs it nothing, and
+// the Refresher never compares refresh tokens, so an unchanged one is simply
+// saved again.
 //
 // Set the exported fields before first use; do not copy a Refresher after.
 type Refresher struct {
@@ -65,10 +68,10 @@ type Refresher struct {
 	Store store.Store
 	// Box opens and seals the accounts' credentials.
 	Box *secret.Box
-	// Client returns the OAuth client for an account, built with the
-	// account's own proxy, so the refresh leaves from the address its API
-	// traffic uses.
-	Client func(store.Account) (*Client, error)
+	// Client returns the refresh client for an account's platform, built
+	// with the account's own proxy, so the refresh leaves from the address
+	// its API traffic uses. EndpointSet.Renewer builds the right one.
+	Client func(store.Account) (Renewer, error)
 	// Ahead is how long before expiry a token counts as due. Zero means
 	// DefaultRefreshAhead.
 	Ahead time.Duration
@@ -224,11 +227,12 @@ func (r *Refresher) ForceRefresh(ctx context.Context, acct store.Account) (strin
 	return tok, err
 }
 
-// RefreshDue refreshes every enabled Claude OAuth account whose token is due,
-// one after another, and returns how many this instance refreshed. It is the
-// background sweep that keeps requests from ever waiting on a refresh.
-// Accounts already credential_dead are skipped; one account's failure does
-// not stop the sweep, and all failures are returned joined.
+// RefreshDue refreshes every enabled OAuth account (Claude, OpenAI, Gemini)
+// whose token is due, one after another, and returns how many this instance
+// refreshed. It is the background sweep that keeps requests from ever
+// waiting on a refresh. Accounts already credential_dead are skipped; one
+// account's failure does not stop the sweep, and all failures are returned
+// joined.
 func (r *Refresher) RefreshDue(ctx context.Context) (int, error) {
 	accts, err := r.Store.ListAccounts(ctx)
 	if err != nil {
@@ -242,7 +246,7 @@ func (r *Refresher) RefreshDue(ctx context.Context) (int, error) {
 			break
 		}
 		now := r.now()
-		if a.Disabled || a.Platform != store.PlatformClaude || a.Type != store.TypeOAuth || deadError(a, now) != nil {
+		if a.Disabled || !hasOAuth(a.Platform) || a.Type != store.TypeOAuth || deadError(a, now) != nil {
 			continue
 		}
 		c, err := OpenCredential(r.Box, a.SealedSecret)
@@ -398,23 +402,10 @@ func (r *Refresher) refreshLeased(ctx context.Context, id store.AccountID, force
 			r.markDead(ctx, id, "refresh rejected: "+err.Error())
 			return "", false, fmt.Errorf("oauth: account %s: %w: %w", id, ErrCredentialDead, err)
 		}
-		r.log().Warn("oauth refresh failed", "account", string(id), "err", err)
+		r.log().Warn("oauth refresh failed", "account", string(id), "platform", string(a.Platform), "err", err)
 		return "", false, fmt.Errorf("oauth: account %s: %w", id, err)
 	}
-	next := CredentialFromToken(tok)
-	if len(next.Scopes) == 0 {
-		next.Scopes = c.Scopes
-	}
-	if next.AccountUUID == "" {
-		next.AccountUUID = c.AccountUUID
-	}
-	if next.OrgUUID == "" {
-		next.OrgUUID = c.OrgUUID
-	}
-	if next.Email == "" {
-		next.Email = c.Email
-	}
-	next.Plan = c.Plan
+	next := c.renewed(tok)
 	sealed, err := next.Seal(r.Box)
 	if err == nil {
 		err = r.Store.SetAccountSecret(ctx, id, sealed)
@@ -426,7 +417,7 @@ func (r *Refresher) refreshLeased(ctx context.Context, id store.AccountID, force
 		r.markDead(ctx, id, "rotated token could not be saved: "+err.Error())
 		return "", false, fmt.Errorf("oauth: account %s: %w: rotated token could not be saved: %w", id, ErrCredentialDead, err)
 	}
-	r.log().Info("oauth token refreshed", "account", string(id), "expires_at", next.ExpiresAt)
+	r.log().Info("oauth token refreshed", "account", string(id), "platform", string(a.Platform), "expires_at", next.ExpiresAt)
 	return next.AccessToken, true, nil
 }
 

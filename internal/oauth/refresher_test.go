@@ -56,7 +56,7 @@ func (e *refreshEnv) refresher(st store.Store) *oauth.Refresher {
 	return &oauth.Refresher{
 		Store:  st,
 		Box:    e.box,
-		Client: func(store.Account) (*oauth.Client, error) { return newClient(e.fake), nil },
+		Client: func(store.Account) (oauth.Renewer, error) { return newClient(e.fake), nil },
 	}
 }
 
@@ -338,7 +338,7 @@ func TestRefresherConnectionErrorIsNotDead(t *testing.T) {
 	old := e.credential(t, time.Now().Add(-time.Minute))
 	acct := e.addAccount(t, "a1", old, nil)
 	r := e.refresher(e.st)
-	r.Client = func(store.Account) (*oauth.Client, error) {
+	r.Client = func(store.Account) (oauth.Renewer, error) {
 		// Port 1 on loopback refuses connections: a dial error.
 		return &oauth.Client{Endpoints: oauth.Endpoints{TokenURL: "http://127.0.0.1:1/v1/oauth/token"}, RetryWait: time.Millisecond}, nil
 	}
@@ -426,7 +426,7 @@ func TestRefresherSavesEvenIfCallerGivesUp(t *testing.T) {
 	old := e.credential(t, time.Now().Add(-time.Minute))
 	acct := e.addAccount(t, "a1", old, nil)
 	r := e.refresher(e.st)
-	r.Client = func(store.Account) (*oauth.Client, error) {
+	r.Client = func(store.Account) (oauth.Renewer, error) {
 		c := newClient(e.fake)
 		c.HTTP = &http.Client{Transport: slowTransport{delay: 200 * time.Millisecond}}
 		return c, nil
@@ -511,7 +511,9 @@ func TestRefreshDueSweepsOnlyDueOAuthAccounts(t *testing.T) {
 	e.addAccount(t, "due", due, nil)
 	e.addAccount(t, "fresh", e.credential(t, now.Add(time.Hour)), nil)
 	e.addAccount(t, "disabled", e.credential(t, past), func(a *store.Account) { a.Disabled = true })
-	e.addAccount(t, "openai", e.credential(t, past), func(a *store.Account) { a.Platform = store.PlatformOpenAI })
+	// Droid accounts hold no OAuth credential crs can refresh. (OpenAI
+	// and Gemini OAuth accounts are swept too: see the platform tests.)
+	e.addAccount(t, "droid", e.credential(t, past), func(a *store.Account) { a.Platform = store.PlatformDroid })
 	e.addAccount(t, "apikey", e.credential(t, past), func(a *store.Account) { a.Type = store.TypeAPIKey })
 	e.addAccount(t, "setup", e.credential(t, past), func(a *store.Account) { a.Type = store.TypeSetupToken })
 	until := now.Add(time.Hour)

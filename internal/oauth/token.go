@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -22,9 +23,11 @@ const DefaultRetryWait = 500 * time.Millisecond
 // a few hundred bytes.
 const maxResponseBody = 1 << 20
 
-// Token is an account's credential as the token endpoint (or an import)
-// gave it. RefreshToken is empty for setup-token accounts. AccountUUID,
-// OrgUUID and Email are filled when the token response carries them.
+// Token is an account's credential as a token endpoint (or an import) gave
+// it. RefreshToken is empty for setup-token accounts. The identity fields
+// are filled when the answer carries them: AccountUUID and OrgUUID by
+// Claude's token endpoint, ChatGPTAccountID and Plan by OpenAI's id_token,
+// Email by either (and by Google's id_token).
 type Token struct {
 	AccessToken  string
 	RefreshToken string
@@ -33,6 +36,12 @@ type Token struct {
 	AccountUUID  string
 	OrgUUID      string
 	Email        string
+	// ChatGPTAccountID is the ChatGPT workspace the OpenAI token acts for;
+	// the Codex backend wants it back in the chatgpt-account-id header.
+	ChatGPTAccountID string
+	// Plan is the ChatGPT plan ("plus", "pro", "team"…) an OpenAI id_token
+	// names. Claude tokens leave it empty: their plan comes from Profile.
+	Plan string
 }
 
 // HasScope reports whether the token was granted scope s.
@@ -93,7 +102,10 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token"`
 	ExpiresIn    int64  `json:"expires_in"`
 	Scope        string `json:"scope"`
-	Account      *struct {
+	// IDToken is the OpenID Connect token OpenAI and Google add; Claude
+	// sends none.
+	IDToken string `json:"id_token"`
+	Account *struct {
 		UUID         string `json:"uuid"`
 		EmailAddress string `json:"email_address"`
 		Email        string `json:"email"`
@@ -148,21 +160,7 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (Token, error
 	}
 	req := tokenRequest{GrantType: "refresh_token", ClientID: ClaudeClientID, RefreshToken: refreshToken}
 	secrets := []string{refreshToken}
-	tok, err := c.postToken(ctx, req, secrets)
-	if err != nil && isConnectError(err) {
-		wait := c.RetryWait
-		if wait <= 0 {
-			wait = DefaultRetryWait
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Token{}, fmt.Errorf("oauth: refresh: %w (gave up waiting to retry: %w)", err, ctx.Err())
-		case <-t.C:
-		}
-		tok, err = c.postToken(ctx, req, secrets)
-	}
+	tok, err := retryConnect(ctx, c.RetryWait, func() (Token, error) { return c.postToken(ctx, req, secrets) })
 	if err != nil {
 		return Token{}, fmt.Errorf("oauth: refresh: %w", err)
 	}
@@ -170,6 +168,28 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (Token, error
 		tok.RefreshToken = refreshToken
 	}
 	return tok, nil
+}
+
+// retryConnect runs call, and once more after wait (DefaultRetryWait when
+// zero) if it failed to connect. It is the one retry policy of every
+// platform's refresh: only a request that provably never reached the server
+// is repeated, because a refresh token the server did see may be spent.
+func retryConnect(ctx context.Context, wait time.Duration, call func() (Token, error)) (Token, error) {
+	tok, err := call()
+	if err == nil || !isConnectError(err) {
+		return tok, err
+	}
+	if wait <= 0 {
+		wait = DefaultRetryWait
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return Token{}, fmt.Errorf("%w (gave up waiting to retry: %w)", err, ctx.Err())
+	case <-t.C:
+	}
+	return call()
 }
 
 // isConnectError reports whether err happened before the request could
@@ -186,44 +206,24 @@ func isConnectError(err error) bool {
 	return false
 }
 
-// postToken sends one token request. secrets are the values in the request
-// that must never appear in an error, even if the server echoes them.
+// postToken sends one Claude token request: JSON, with the headers Claude
+// Code sends. secrets are the values in the request that must never appear
+// in an error, even if the server echoes them.
 func (c *Client) postToken(ctx context.Context, body tokenRequest, secrets []string) (Token, error) {
-	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
-	defer cancel()
 	raw, err := json.Marshal(body)
 	if err != nil {
 		return Token{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoints.TokenURL, bytes.NewReader(raw))
-	if err != nil {
-		return Token{}, fmt.Errorf("token URL: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/plain, */*")
-	req.Header.Set("Accept-Language", "en-US,en;q=0.9")
-	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set("Origin", origin)
-	req.Header.Set("Referer", origin+"/")
-	start := c.now()
-	resp, err := c.httpClient().Do(req)
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json, text/plain, */*")
+	h.Set("Accept-Language", "en-US,en;q=0.9")
+	h.Set("User-Agent", userAgent)
+	h.Set("Origin", origin)
+	h.Set("Referer", origin+"/")
+	tr, start, err := sendToken(ctx, c.httpClient(), c.now, c.Endpoints.TokenURL, h, raw, secrets)
 	if err != nil {
 		return Token{}, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-	if err != nil {
-		return Token{}, fmt.Errorf("reading token response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return Token{}, newTokenError(resp.StatusCode, data, secrets)
-	}
-	var tr tokenResponse
-	if err := json.Unmarshal(data, &tr); err != nil {
-		return Token{}, errors.New("token response is not JSON")
-	}
-	if tr.AccessToken == "" {
-		return Token{}, errors.New("token response has no access_token")
 	}
 	if tr.ExpiresIn <= 0 {
 		return Token{}, errors.New("token response has no positive expires_in")
@@ -245,6 +245,43 @@ func (c *Client) postToken(ctx context.Context, body tokenRequest, secrets []str
 		tok.OrgUUID = tr.Organization.UUID
 	}
 	return tok, nil
+}
+
+// sendToken POSTs body to a token endpoint with the given headers and
+// decodes a 200 answer that has an access token; any other answer becomes a
+// *TokenError. It returns the time the request was sent, which is what
+// expires_in counts from. Every platform's grants go through it, so a
+// response is read with one size cap, one timeout and one scrubbing of
+// secrets.
+func sendToken(ctx context.Context, hc *http.Client, now func() time.Time, tokenURL string, h http.Header, body []byte, secrets []string) (tokenResponse, time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, bytes.NewReader(body))
+	if err != nil {
+		return tokenResponse{}, time.Time{}, fmt.Errorf("token URL: %w", err)
+	}
+	maps.Copy(req.Header, h)
+	start := now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return tokenResponse{}, time.Time{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		return tokenResponse{}, time.Time{}, fmt.Errorf("reading token response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return tokenResponse{}, time.Time{}, newTokenError(resp.StatusCode, data, secrets)
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(data, &tr); err != nil {
+		return tokenResponse{}, time.Time{}, errors.New("token response is not JSON")
+	}
+	if tr.AccessToken == "" {
+		return tokenResponse{}, time.Time{}, errors.New("token response has no access_token")
+	}
+	return tr, start, nil
 }
 
 // TokenError is a refusal from the token endpoint. Errors.Is(err,
@@ -297,7 +334,8 @@ func (e *TokenError) Is(target error) bool {
 }
 
 // newTokenError reads the OAuth error shape {"error","error_description"}
-// and also Anthropic's API shape {"error":{"type","message"}}.
+// (Claude, Google) and also the API shape {"error":{"type","code","message"}}
+// of Anthropic and OpenAI.
 func newTokenError(status int, body []byte, secrets []string) *TokenError {
 	te := &TokenError{Status: status}
 	var flat struct {
@@ -309,6 +347,7 @@ func newTokenError(status int, body []byte, secrets []string) *TokenError {
 		var code string
 		var nested struct {
 			Type    string `json:"type"`
+			Code    string `json:"code"`
 			Message string `json:"message"`
 		}
 		switch {
@@ -319,7 +358,13 @@ func newTokenError(status int, body []byte, secrets []string) *TokenError {
 				te.Description = flat.Message
 			}
 		case json.Unmarshal(flat.Error, &nested) == nil:
-			te.Code = nested.Type
+			// OpenAI puts the precise reason in code
+			// ("refresh_token_reused") and a generic class in type;
+			// Anthropic has only type.
+			te.Code = nested.Code
+			if te.Code == "" {
+				te.Code = nested.Type
+			}
 			te.Description = nested.Message
 		}
 	} else {
