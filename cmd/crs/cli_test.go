@@ -267,7 +267,7 @@ func TestAccountsCommands(t *testing.T) {
 	fails(t, 1, "--priority", add("--api-key", "k", "--priority", "0")...)
 	fails(t, 1, "--priority", add("--api-key", "k", "--priority", "101")...)
 	fails(t, 1, "--platform", append([]string{"accounts", "add", "--platform", "bard", "--type", "api-key", "--name", "n", "--api-key", "k"}, d...)...)
-	fails(t, 1, "not supported yet", append([]string{"accounts", "add", "--platform", "openai", "--type", "api-key", "--name", "n", "--api-key", "k"}, d...)...)
+	fails(t, 1, "not supported yet", append([]string{"accounts", "add", "--platform", "droid", "--type", "api-key", "--name", "n", "--api-key", "k"}, d...)...)
 	failsIn(t, "  \n", 2, "stdin was empty", add("--api-key", "-")...)
 
 	// Every flag, with --json.

@@ -109,7 +109,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	})
 	tokens := &oauth.Refresher{
 		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead,
-		Client: func(a store.Account) (*oauth.Client, error) {
+		// Each account refreshes through its own proxy, at its
+		// platform's token endpoint.
+		Client: func(a store.Account) (oauth.Renewer, error) {
 			proxy, err := e.Box.Open(a.SealedProxy)
 			if err != nil {
 				return nil, err
@@ -118,11 +120,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			if err != nil {
 				return nil, err
 			}
+			switch a.Platform {
+			case store.PlatformOpenAI:
+				return &oauth.OpenAIClient{Endpoints: cfg.OpenAIOAuth, HTTP: hc}, nil
+			case store.PlatformGemini:
+				return &oauth.GoogleClient{Endpoints: cfg.GoogleOAuth, HTTP: hc}, nil
+			}
 			return &oauth.Client{Endpoints: cfg.ClaudeOAuth, HTTP: hc}, nil
 		},
 	}
 	rl := relay.New(relay.Config{
 		ClaudeBaseURL:     cfg.ClaudeAPIURL,
+		OpenAIBaseURL:     cfg.OpenAIAPIURL,
+		CodexBaseURL:      cfg.CodexAPIURL,
+		GeminiBaseURL:     cfg.GeminiAPIURL,
+		CodeAssistBaseURL: cfg.CodeAssistAPIURL,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
 		MaxAttempts:       cfg.MaxAttempts,
 		FirstEventTimeout: cfg.FirstEventTimeout,

@@ -182,8 +182,11 @@ func checkPlatformType(platform, typ string) (store.Platform, store.AccountType,
 	default:
 		return "", "", invalid("type", "%q is not one of api-key, oauth, setup-token", t)
 	}
-	if p != store.PlatformClaude || t != store.TypeAPIKey {
-		return "", "", invalid("type", "%s %s accounts are not supported yet (only claude api-key)", p, t)
+	if p == store.PlatformDroid {
+		return "", "", invalid("platform", "droid accounts are not supported yet")
+	}
+	if t != store.TypeAPIKey {
+		return "", "", invalid("type", "%s %s accounts are onboarded with crs accounts oauth start --platform %s, not added with a key", p, t, p)
 	}
 	return p, t, nil
 }
@@ -203,7 +206,11 @@ func checkAPIKey(k string) (string, error) {
 	return k, nil
 }
 
-func checkBaseURL(u string) (string, error) {
+// checkBaseURL validates an account's API root. A Claude root must not end
+// in /v1: the relay appends /v1/messages. OpenAI-compatible roots may
+// (https://api.openai.com/v1, https://openrouter.ai/api/v1): the relay keeps
+// the version a root names and adds /v1 only when it names none.
+func checkBaseURL(platform store.Platform, u string) (string, error) {
 	u = strings.TrimSpace(u)
 	if u == "" {
 		return "", nil
@@ -212,8 +219,11 @@ func checkBaseURL(u string) (string, error) {
 		return "", invalid("base_url", "%s", err.Error())
 	}
 	u = strings.TrimRight(u, "/")
-	if strings.HasSuffix(u, "/v1/messages") || strings.HasSuffix(u, "/v1") {
+	if platform == store.PlatformClaude && (strings.HasSuffix(u, "/v1/messages") || strings.HasSuffix(u, "/v1")) {
 		return "", invalid("base_url", "give the API root (such as https://api.anthropic.com); the relay appends /v1/messages")
+	}
+	if strings.HasSuffix(u, "/responses") || strings.Contains(u, ":generateContent") {
+		return "", invalid("base_url", "give the API root, not an endpoint; the relay appends the path the client asked for")
 	}
 	return u, nil
 }
@@ -301,7 +311,7 @@ func (s *Service) AddAccount(ctx context.Context, in AccountInput) (AccountView,
 	if err != nil {
 		return AccountView{}, err
 	}
-	base, err := checkBaseURL(in.BaseURL)
+	base, err := checkBaseURL(platform, in.BaseURL)
 	if err != nil {
 		return AccountView{}, err
 	}
@@ -375,7 +385,7 @@ func (s *Service) UpdateAccount(ctx context.Context, id store.AccountID, p Accou
 		}
 	}
 	if p.BaseURL != nil {
-		if a.BaseURL, err = checkBaseURL(*p.BaseURL); err != nil {
+		if a.BaseURL, err = checkBaseURL(a.Platform, *p.BaseURL); err != nil {
 			return AccountView{}, err
 		}
 	}

@@ -386,7 +386,8 @@ func TestAccountsOverHTTP(t *testing.T) {
 		{map[string]any{"platform": "bard"}, "platform"},
 		{map[string]any{"platform": ""}, "platform"},
 		{map[string]any{"type": "password"}, "type"},
-		{map[string]any{"platform": "openai"}, "type"}, // not supported yet
+		{map[string]any{"platform": "droid"}, "platform"},                                                     // not supported yet
+		{map[string]any{"platform": "openai", "base_url": "https://api.openai.com/v1/responses"}, "base_url"}, // an endpoint, not a root
 		{map[string]any{"type": "oauth"}, "type"},
 		{map[string]any{"name": " "}, "name"},
 		{map[string]any{"api_key": ""}, "api_key"},

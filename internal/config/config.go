@@ -40,6 +40,13 @@ type Config struct {
 	// ClaudeAPIURL is the base URL of Claude accounts that have none
 	// (CLAUDE_API_URL).
 	ClaudeAPIURL string
+	// OpenAIAPIURL, CodexAPIURL, GeminiAPIURL and CodeAssistAPIURL are the
+	// upstream roots of the openai and gemini pools' accounts that have
+	// none: OpenAI-compatible Responses API keys, ChatGPT subscriptions
+	// (the Codex backend), Gemini API keys, and Gemini OAuth accounts (Code
+	// Assist) (OPENAI_API_URL, CODEX_API_URL, GEMINI_API_URL,
+	// CODE_ASSIST_API_URL).
+	OpenAIAPIURL, CodexAPIURL, GeminiAPIURL, CodeAssistAPIURL string
 	// ClaudeOAuth are the Claude OAuth service URLs used to onboard and
 	// refresh subscription accounts (CLAUDE_OAUTH_AUTHORIZE_URL,
 	// CLAUDE_OAUTH_TOKEN_URL, CLAUDE_OAUTH_PROFILE_URL,
@@ -47,6 +54,12 @@ type Config struct {
 	// has moved before; a deployment can follow the next move without a new
 	// release.
 	ClaudeOAuth oauth.Endpoints
+	// OpenAIOAuth and GoogleOAuth are the OAuth services of ChatGPT
+	// (Codex) and Gemini CLI accounts (OPENAI_OAUTH_AUTHORIZE_URL,
+	// OPENAI_OAUTH_TOKEN_URL, GOOGLE_OAUTH_AUTHORIZE_URL,
+	// GOOGLE_OAUTH_TOKEN_URL; Code Assist is CODE_ASSIST_API_URL).
+	OpenAIOAuth oauth.OpenAIEndpoints
+	GoogleOAuth oauth.GoogleEndpoints
 	// RefreshAhead is how long before expiry an OAuth access token is
 	// refreshed in the background (CLAUDE_OAUTH_REFRESH_AHEAD).
 	RefreshAhead time.Duration
@@ -115,6 +128,14 @@ func Vars() []Var {
 		{"CLAUDE_OAUTH_TOKEN_URL", oauth.DefaultClaudeEndpoints().TokenURL, "Claude OAuth token endpoint (code exchange and refresh)"},
 		{"CLAUDE_OAUTH_PROFILE_URL", oauth.DefaultClaudeEndpoints().ProfileURL, "Claude OAuth profile endpoint (account plan)"},
 		{"CLAUDE_OAUTH_USAGE_URL", oauth.DefaultClaudeEndpoints().UsageURL, "Claude OAuth usage endpoint (subscription quota)"},
+		{"OPENAI_API_URL", "https://api.openai.com", "Responses API root of openai API-key accounts that have none"},
+		{"CODEX_API_URL", "https://chatgpt.com/backend-api/codex", "Codex backend of ChatGPT subscription accounts"},
+		{"GEMINI_API_URL", "https://generativelanguage.googleapis.com", "Gemini API root of gemini API-key accounts that have none"},
+		{"CODE_ASSIST_API_URL", "https://cloudcode-pa.googleapis.com", "Code Assist backend of Gemini OAuth accounts"},
+		{"OPENAI_OAUTH_AUTHORIZE_URL", oauth.DefaultOpenAIEndpoints().AuthorizeURL, "page an admin opens to approve a ChatGPT (Codex) onboarding"},
+		{"OPENAI_OAUTH_TOKEN_URL", oauth.DefaultOpenAIEndpoints().TokenURL, "OpenAI OAuth token endpoint (code exchange and refresh)"},
+		{"GOOGLE_OAUTH_AUTHORIZE_URL", oauth.DefaultGoogleEndpoints().AuthorizeURL, "page an admin opens to approve a Gemini (Google) onboarding"},
+		{"GOOGLE_OAUTH_TOKEN_URL", oauth.DefaultGoogleEndpoints().TokenURL, "Google OAuth token endpoint (code exchange and refresh)"},
 		{"CLAUDE_OAUTH_REFRESH_AHEAD", "5m", "refresh OAuth access tokens this long before they expire"},
 		{"CLAUDE_CODE_ONLY", "false", "true: subscription accounts serve only real Claude Code; other clients use API-key accounts"},
 		{"USER_MESSAGE_QUEUE_DELAY", "200ms", "minimum gap between user turns on accounts with the serial queue"},
@@ -139,15 +160,19 @@ func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	oauthDefaults := oauth.DefaultClaudeEndpoints()
 	c := Config{
-		Host:          p.str("HOST", "0.0.0.0"),
-		Port:          p.intRange("PORT", 3000, 0, 65535),
-		DataDir:       p.str("DATA_DIR", "./data"),
-		AdminUsername: p.str("ADMIN_USERNAME", "admin"),
-		AdminPassword: getenv("ADMIN_PASSWORD"),
-		LogLevel:      p.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		EncryptionKey: getenv("ENCRYPTION_KEY"),
-		JWTSecret:     getenv("JWT_SECRET"),
-		ClaudeAPIURL:  p.baseURL("CLAUDE_API_URL", "https://api.anthropic.com"),
+		Host:             p.str("HOST", "0.0.0.0"),
+		Port:             p.intRange("PORT", 3000, 0, 65535),
+		DataDir:          p.str("DATA_DIR", "./data"),
+		AdminUsername:    p.str("ADMIN_USERNAME", "admin"),
+		AdminPassword:    getenv("ADMIN_PASSWORD"),
+		LogLevel:         p.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		EncryptionKey:    getenv("ENCRYPTION_KEY"),
+		JWTSecret:        getenv("JWT_SECRET"),
+		ClaudeAPIURL:     p.baseURL("CLAUDE_API_URL", "https://api.anthropic.com"),
+		OpenAIAPIURL:     p.baseURL("OPENAI_API_URL", "https://api.openai.com"),
+		CodexAPIURL:      p.baseURL("CODEX_API_URL", "https://chatgpt.com/backend-api/codex"),
+		GeminiAPIURL:     p.baseURL("GEMINI_API_URL", "https://generativelanguage.googleapis.com"),
+		CodeAssistAPIURL: p.baseURL("CODE_ASSIST_API_URL", "https://cloudcode-pa.googleapis.com"),
 		ClaudeOAuth: oauth.Endpoints{
 			AuthorizeURL: p.endpointURL("CLAUDE_OAUTH_AUTHORIZE_URL", oauthDefaults.AuthorizeURL),
 			TokenURL:     p.endpointURL("CLAUDE_OAUTH_TOKEN_URL", oauthDefaults.TokenURL),
@@ -169,6 +194,11 @@ func Load(getenv func(string) string) (Config, error) {
 		FailoverDeadline:        p.duration("UPSTREAM_FAILOVER_DEADLINE", 180*time.Second),
 		ShutdownTimeout:         p.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
 		PprofAddr:               strings.TrimSpace(getenv("PPROF_ADDR")),
+	}
+	c.GoogleOAuth = oauth.GoogleEndpoints{
+		AuthorizeURL:  p.endpointURL("GOOGLE_OAUTH_AUTHORIZE_URL", oauth.DefaultGoogleEndpoints().AuthorizeURL),
+		TokenURL:      p.endpointURL("GOOGLE_OAUTH_TOKEN_URL", oauth.DefaultGoogleEndpoints().TokenURL),
+		CodeAssistURL: c.CodeAssistAPIURL,
 	}
 	if c.PprofAddr != "" {
 		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {

@@ -84,6 +84,16 @@ func WriteAnthropicError(w http.ResponseWriter, status int, typ, msg string, ret
 	writeError(w, anthropicShape{}, apiError{Status: status, Kind: typ, Message: msg, RetryAfter: retryAfter})
 }
 
+// WriteOpenAIError answers in OpenAI's error shape.
+func WriteOpenAIError(w http.ResponseWriter, status int, typ, msg string) {
+	writeError(w, openAIShape{}, apiError{Status: status, Kind: typ, Message: msg})
+}
+
+// WriteGeminiError answers in Google's error shape.
+func WriteGeminiError(w http.ResponseWriter, status int, msg string) {
+	writeError(w, geminiShape{}, apiError{Status: status, Kind: errNotFound, Message: msg})
+}
+
 func retryable(status int, retryAfter time.Duration) bool {
 	switch {
 	case status == http.StatusTooManyRequests, status == 529:

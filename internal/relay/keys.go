@@ -59,8 +59,10 @@ func (c *KeyCache) Reload(ctx context.Context) error {
 }
 
 // ExtractKey finds the relay key in a request: x-api-key first, then
-// Authorization: Bearer (what the Anthropic SDK 1.x and ANTHROPIC_AUTH_TOKEN
-// send), then x-goog-api-key.
+// Authorization: Bearer (what the Anthropic SDK 1.x, ANTHROPIC_AUTH_TOKEN,
+// Codex and Gemini CLI's Code Assist mode send), then x-goog-api-key and,
+// only on the Gemini routes (whose requests drop it before going upstream),
+// the ?key= query parameter.
 func ExtractKey(r *http.Request) string {
 	if v := strings.TrimSpace(r.Header.Get("X-Api-Key")); v != "" {
 		return v
@@ -71,7 +73,13 @@ func ExtractKey(r *http.Request) string {
 		}
 		return ""
 	}
-	return strings.TrimSpace(r.Header.Get("X-Goog-Api-Key"))
+	if v := strings.TrimSpace(r.Header.Get("X-Goog-Api-Key")); v != "" {
+		return v
+	}
+	if strings.HasPrefix(r.URL.Path, "/gemini/") {
+		return strings.TrimSpace(r.URL.Query().Get("key"))
+	}
+	return ""
 }
 
 // Authenticate returns the key for token, or one of the ErrKey… errors.

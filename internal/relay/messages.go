@@ -34,6 +34,11 @@ type call struct {
 	noSubscription bool
 	// binding is the key's account or group ("group:…"), "" for the pool.
 	binding string
+	// accountType, when set, is the only account type that can serve the
+	// call (Code Assist requests need a Gemini OAuth account).
+	accountType store.AccountType
+	// action is a Gemini call's method (generateContent, …).
+	action string
 	// committed is set once the client was answered (anything written).
 	committed bool
 	// refreshed lists OAuth accounts already force-refreshed after a 401.
@@ -96,10 +101,13 @@ func (c *call) userTurn() bool {
 // allow-list, its plan (no Opus on a free plan), and the Claude-Code-only
 // rule for subscriptions.
 func (c *call) serves(a store.Account) bool {
+	if c.accountType != "" && a.Type != c.accountType {
+		return false
+	}
 	if _, ok := anthropic.ResolveModel(a.Options.Models, c.model); !ok {
 		return false
 	}
-	if isSubscription(a) {
+	if c.platform == store.PlatformClaude && isSubscription(a) {
 		return !c.noSubscription && anthropic.PlanAllows(a.Plan, c.model)
 	}
 	return true
@@ -131,7 +139,7 @@ func (r *Relay) anthropicCall(w http.ResponseWriter, req *http.Request, path str
 	if c.key, ok = r.authenticate(w, req); !ok {
 		return
 	}
-	if c.body, ok = r.readBody(w, req); !ok {
+	if c.body, ok = r.readBody(w, req, c.shape); !ok {
 		return
 	}
 	// One pass reads what the relay needs. Full JSON validation is left

@@ -220,6 +220,13 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 		if ctx.Err() != nil {
 			return nil, true
 		}
+		if o.Kind == provider.ClientError {
+			// The request cannot be put into this protocol's shape; no
+			// account would do better.
+			c.committed = true
+			writeError(w, c.shape, apiError{Status: http.StatusBadRequest, Kind: errInvalidRequest, Message: "crs: " + o.Reason})
+			return nil, true
+		}
 		return fail(*o)
 	}
 	resp, err := client.Do(up)

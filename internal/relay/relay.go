@@ -37,6 +37,14 @@ func shuttingDown(ctx context.Context) bool {
 type Config struct {
 	// ClaudeBaseURL is the API root of Claude accounts that have none.
 	ClaudeBaseURL string
+	// OpenAIBaseURL is the Responses API root of openai API-key accounts
+	// without one (OPENAI_API_URL); CodexBaseURL the Codex backend of
+	// ChatGPT subscriptions (CODEX_API_URL).
+	OpenAIBaseURL, CodexBaseURL string
+	// GeminiBaseURL is the Gemini API root of gemini API-key accounts
+	// without one (GEMINI_API_URL); CodeAssistBaseURL the Code Assist
+	// backend of Gemini OAuth accounts (CODE_ASSIST_API_URL).
+	GeminiBaseURL, CodeAssistBaseURL string
 	// MaxBodyBytes bounds a client request body.
 	MaxBodyBytes int64
 	// MaxAttempts bounds the accounts tried before the first byte.
@@ -73,6 +81,8 @@ type Relay struct {
 	spend    func(context.Context, store.UsageFilter) (store.UsageSummary, error)
 	serial   *serialQueue
 	claude   *dialect
+	openai   *dialect
+	gemini   *dialect
 	newest   newestClaudeCode
 	log      *slog.Logger
 	now      func() time.Time
@@ -136,16 +146,24 @@ func New(cfg Config, d Deps) *Relay {
 		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, policy: d.Policy, spend: d.Spend, log: d.Logger, now: d.Now,
 		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
 	r.claude = r.claudeDialect()
+	r.openai = r.openaiDialect()
+	r.gemini = r.geminiDialect()
 	return r
 }
 
-// authenticate resolves the relay key or answers the error itself.
+// authenticate resolves the relay key or answers the error itself, in
+// Anthropic's shape.
 func (r *Relay) authenticate(w http.ResponseWriter, req *http.Request) (store.Key, bool) {
+	return r.authenticateIn(w, req, anthropicShape{})
+}
+
+// authenticateIn is authenticate answering in the given protocol's shape.
+func (r *Relay) authenticateIn(w http.ResponseWriter, req *http.Request, shape errorShape) (store.Key, bool) {
 	k, err := r.keys.Authenticate(ExtractKey(req))
 	if err == nil {
 		return k, true
 	}
-	WriteAnthropicError(w, http.StatusUnauthorized, errAuthentication, err.Error(), 0)
+	writeError(w, shape, apiError{Status: http.StatusUnauthorized, Kind: errAuthentication, Message: err.Error()})
 	return store.Key{}, false
 }
 
@@ -153,20 +171,20 @@ func (r *Relay) authenticate(w http.ResponseWriter, req *http.Request) (store.Ke
 // answers the error itself. The body is read fully before anything is
 // forwarded: streaming it straight upstream lost bodies when the server
 // closed the inbound side as response headers went out (golang/go#40747).
-func (r *Relay) readBody(w http.ResponseWriter, req *http.Request) ([]byte, bool) {
+func (r *Relay) readBody(w http.ResponseWriter, req *http.Request, shape errorShape) ([]byte, bool) {
 	if req.ContentLength > r.cfg.MaxBodyBytes {
-		WriteAnthropicError(w, http.StatusRequestEntityTooLarge, errTooLarge,
-			fmt.Sprintf("request body is %d bytes; the limit is %d", req.ContentLength, r.cfg.MaxBodyBytes), 0)
+		writeError(w, shape, apiError{Status: http.StatusRequestEntityTooLarge, Kind: errTooLarge,
+			Message: fmt.Sprintf("request body is %d bytes; the limit is %d", req.ContentLength, r.cfg.MaxBodyBytes)})
 		return nil, false
 	}
 	body, err := readAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes), req.ContentLength)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			WriteAnthropicError(w, http.StatusRequestEntityTooLarge, errTooLarge,
-				fmt.Sprintf("request body exceeds the limit of %d bytes", r.cfg.MaxBodyBytes), 0)
+			writeError(w, shape, apiError{Status: http.StatusRequestEntityTooLarge, Kind: errTooLarge,
+				Message: fmt.Sprintf("request body exceeds the limit of %d bytes", r.cfg.MaxBodyBytes)})
 		} else {
-			WriteAnthropicError(w, http.StatusBadRequest, errInvalidRequest, "could not read the request body", 0)
+			writeError(w, shape, apiError{Status: http.StatusBadRequest, Kind: errInvalidRequest, Message: "could not read the request body"})
 		}
 		return nil, false
 	}

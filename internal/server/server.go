@@ -56,6 +56,21 @@ func New(o Options) http.Handler {
 		mux.HandleFunc("HEAD "+p+"/{$}", ok)
 		mux.HandleFunc(p+"/", anthropicNotFound)
 	}
+	// Codex CLI: base_url = $RELAY/openai (requests go to {base}/responses).
+	for _, p := range []string{"/openai", "/openai/v1"} {
+		mux.HandleFunc("POST "+p+"/responses", rl.Responses)
+		mux.HandleFunc("POST "+p+"/responses/compact", rl.Responses)
+		mux.HandleFunc("GET "+p+"/responses", rl.ResponsesWebSocket)
+		mux.HandleFunc("GET "+p+"/models", rl.OpenAIModels)
+	}
+	mux.HandleFunc("/openai/", openAINotFound)
+	// Gemini CLI: GOOGLE_GEMINI_BASE_URL or CODE_ASSIST_ENDPOINT = $RELAY/gemini.
+	mux.HandleFunc("POST /gemini/", rl.Gemini)
+	mux.HandleFunc("GET /gemini/v1beta/models", rl.GeminiModels)
+	mux.HandleFunc("GET /gemini/v1/models", rl.GeminiModels)
+	mux.HandleFunc("GET /gemini/v1internal/operations/{name}", rl.CodeAssistOperation)
+	mux.HandleFunc("/gemini/", geminiNotFound)
+
 	mux.HandleFunc("HEAD /{$}", ok)
 	mux.HandleFunc("GET /health", health(o.Store, o.Version))
 	if o.Stats != nil {
@@ -78,6 +93,14 @@ func ok(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
 
 func anthropicNotFound(w http.ResponseWriter, r *http.Request) {
 	relay.WriteAnthropicError(w, http.StatusNotFound, "not_found_error", "crs: no route for "+r.Method+" "+r.URL.Path, 0)
+}
+
+func openAINotFound(w http.ResponseWriter, r *http.Request) {
+	relay.WriteOpenAIError(w, http.StatusNotFound, "not_found_error", "crs: no route for "+r.Method+" "+r.URL.Path)
+}
+
+func geminiNotFound(w http.ResponseWriter, r *http.Request) {
+	relay.WriteGeminiError(w, http.StatusNotFound, "crs: no route for "+r.Method+" "+r.URL.Path)
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
