@@ -62,7 +62,7 @@ func openEnv(ctx context.Context, dataDirFlag string, getenv func(string) string
 		Config:    cfg,
 		Store:     st,
 		Box:       box,
-		Admin:     &admin.Service{Store: st, Box: box, OAuth: admin.OAuthDeps{Endpoints: cfg.ClaudeOAuth}},
+		Admin:     &admin.Service{Store: st, Box: box, OAuth: admin.OAuthDeps{Endpoints: cfg.ClaudeOAuth, OpenAI: cfg.OpenAIOAuth, Google: cfg.GoogleOAuth}},
 		Generated: generated,
 	}, nil
 }

@@ -18,14 +18,14 @@ const maxCredentialFile = 64 << 10
 // Synopses of the OAuth onboarding commands, shared by the command table
 // and each command's -h.
 const (
-	oauthStartSynopsis  = "--platform claude [--kind oauth|setup-token] [--proxy URL] [--json]"
+	oauthStartSynopsis  = "--platform claude|openai|gemini [--kind oauth|setup-token] [--proxy URL] [--json]"
 	oauthFinishSynopsis = "SESSION_ID --code CODE|CALLBACK_URL|- [--name NAME] [--priority N] [--json]"
 	oauthImportSynopsis = "--name NAME [--priority N] [--proxy URL] [--file F] [--json] < credentials.json"
 )
 
 func accountsOAuthStart(ctx context.Context, c *cli, args []string) error {
 	fs, dataDir := newFlags(c, "accounts oauth start", oauthStartSynopsis)
-	platform := fs.String("platform", "", "claude (required; the only platform with OAuth onboarding)")
+	platform := fs.String("platform", "", "claude (a Claude Max/Pro subscription), openai (a ChatGPT subscription, for Codex) or gemini (a Google account, for Gemini CLI); required")
 	kind := fs.String("kind", string(oauth.KindOAuth), "oauth (browser login, refreshable, shows plan and quota) or setup-token (one-year inference-only token)")
 	proxy := fs.String("proxy", "", "the account's outbound proxy, used from the code exchange on: http://, https:// or socks5://[user:pass@]host:port")
 	asJSON := fs.Bool("json", false, `print {"session_id","auth_url",…} as JSON`)
@@ -36,23 +36,25 @@ func accountsOAuthStart(ctx context.Context, c *cli, args []string) error {
 	if len(pos) > 0 {
 		return usageError{fmt.Sprintf("accounts oauth start: unexpected argument %q", pos[0])}
 	}
-	switch strings.TrimSpace(*platform) {
-	case "claude":
+	who := map[string]string{"claude": "the Claude account", "openai": "the ChatGPT account", "gemini": "the Google account"}
+	p := strings.TrimSpace(*platform)
+	switch p {
+	case "claude", "openai", "gemini":
 	case "":
-		return usageError{"accounts oauth start: --platform is required (claude)"}
+		return usageError{"accounts oauth start: --platform is required (claude, openai or gemini)"}
 	default:
-		return usageError{fmt.Sprintf("accounts oauth start: --platform %q has no OAuth onboarding; only claude does", *platform)}
+		return usageError{fmt.Sprintf("accounts oauth start: --platform %q has no OAuth onboarding (claude, openai or gemini)", *platform)}
 	}
 	return c.withEnv(ctx, *dataDir, func(e *env) error {
-		st, err := e.Admin.StartOAuth(ctx, admin.OAuthStart{Kind: *kind, Proxy: *proxy})
+		st, err := e.Admin.StartOAuth(ctx, admin.OAuthStart{Platform: p, Kind: *kind, Proxy: *proxy})
 		if err != nil {
 			return fmt.Errorf("accounts oauth start: %s", describe(err))
 		}
 		if *asJSON {
 			return printJSON(c.stdout, st)
 		}
-		fmt.Fprintf(c.stdout, "1. Open this URL in a browser logged into the Claude account and approve:\n\n   %s\n\n", st.AuthURL)
-		fmt.Fprintf(c.stdout, "2. Copy the code the page shows (or the whole URL of that page), then before %s run:\n\n",
+		fmt.Fprintf(c.stdout, "1. Open this URL in a browser logged into %s and approve:\n\n   %s\n\n", who[p], st.AuthURL)
+		fmt.Fprintf(c.stdout, "2. Copy the code the page shows (or the whole URL of the page it lands on), then before %s run:\n\n",
 			st.ExpiresAt.Local().Format("15:04:05"))
 		fmt.Fprintf(c.stdout, "   crs accounts oauth finish %s --name NAME --code -\n\n", st.SessionID)
 		fmt.Fprintln(c.stdout, "   and paste the code on stdin (or pass it as --code CODE).")

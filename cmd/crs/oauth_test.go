@@ -86,7 +86,8 @@ func TestAccountsOAuthCommands(t *testing.T) {
 
 	// Usage errors.
 	fails(t, 2, "--platform is required", append([]string{"accounts", "oauth", "start"}, d...)...)
-	fails(t, 2, "only claude", append([]string{"accounts", "oauth", "start", "--platform", "openai"}, d...)...)
+	fails(t, 2, "no OAuth onboarding", append([]string{"accounts", "oauth", "start", "--platform", "droid"}, d...)...)
+	fails(t, 1, "setup tokens exist for claude", append([]string{"accounts", "oauth", "start", "--platform", "openai", "--kind", "setup-token"}, d...)...)
 	fails(t, 1, "--kind", append([]string{"accounts", "oauth", "start", "--platform", "claude", "--kind", "api-key"}, d...)...)
 	fails(t, 1, "--proxy", append([]string{"accounts", "oauth", "start", "--platform", "claude", "--proxy", "ftp://x:1"}, d...)...)
 	fails(t, 2, "SESSION_ID", append([]string{"accounts", "oauth", "finish", "--code", "x"}, d...)...)

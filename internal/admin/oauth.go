@@ -25,6 +25,10 @@ type OAuthDeps struct {
 	// Endpoints are the Claude OAuth URLs (CLAUDE_OAUTH_* settings). A zero
 	// value means oauth.DefaultClaudeEndpoints().
 	Endpoints oauth.Endpoints
+	// OpenAI and Google are the OAuth URLs of ChatGPT (Codex) and Gemini
+	// CLI accounts; zero values mean the real ones.
+	OpenAI oauth.OpenAIEndpoints
+	Google oauth.GoogleEndpoints
 	// HTTPClient returns the client for an account's proxy ("" = direct),
 	// so the code exchange and the profile read leave from the address the
 	// account's traffic will use: the upstream then sees one user behind
@@ -40,6 +44,31 @@ func (d OAuthDeps) endpoints() oauth.Endpoints {
 	return d.Endpoints
 }
 
+func (d OAuthDeps) openAI() oauth.OpenAIEndpoints {
+	if d.OpenAI == (oauth.OpenAIEndpoints{}) {
+		return oauth.DefaultOpenAIEndpoints()
+	}
+	return d.OpenAI
+}
+
+func (d OAuthDeps) google() oauth.GoogleEndpoints {
+	if d.Google == (oauth.GoogleEndpoints{}) {
+		return oauth.DefaultGoogleEndpoints()
+	}
+	return d.Google
+}
+
+// authURL is the approval page of a pending onboarding on platform.
+func (d OAuthDeps) authURL(platform store.Platform, p oauth.Pending) string {
+	switch platform {
+	case store.PlatformOpenAI:
+		return d.openAI().AuthURL(p)
+	case store.PlatformGemini:
+		return d.google().AuthURL(p)
+	}
+	return d.endpoints().AuthURL(p)
+}
+
 func (d OAuthDeps) client(proxy string) (*http.Client, error) {
 	if d.HTTPClient != nil {
 		return d.HTTPClient(proxy)
@@ -51,8 +80,11 @@ func (d OAuthDeps) client(proxy string) (*http.Client, error) {
 // Proxy is the account's outbound proxy ("" = direct); it is fixed at start
 // because the code exchange must already go through it.
 type OAuthStart struct {
-	Kind  string `json:"kind"`
-	Proxy string `json:"proxy"`
+	// Platform is claude (default), openai (a ChatGPT subscription for
+	// Codex) or gemini (a Google account for Gemini CLI's Code Assist).
+	Platform string `json:"platform"`
+	Kind     string `json:"kind"`
+	Proxy    string `json:"proxy"`
 }
 
 // OAuthStarted is what the admin needs to continue: open AuthURL in a
@@ -92,12 +124,17 @@ type OAuthImport struct {
 // being malformed, nor a crs fault; the message is safe to show: the oauth
 // package keeps tokens and codes out of its errors.
 type OAuthError struct {
-	Step string // "exchange"
-	Err  error
+	Platform store.Platform // "" means claude
+	Step     string         // "exchange"
+	Err      error
 }
 
 func (e *OAuthError) Error() string {
-	return fmt.Sprintf("claude oauth %s failed: %v", e.Step, e.Err)
+	p := e.Platform
+	if p == "" {
+		p = store.PlatformClaude
+	}
+	return fmt.Sprintf("%s oauth %s failed: %v", p, e.Step, e.Err)
 }
 
 func (e *OAuthError) Unwrap() error { return e.Err }
@@ -132,9 +169,20 @@ func checkKind(k string) (oauth.Kind, error) {
 // oauth.PendingTTL (so any instance can finish), and returns the URL to
 // approve in a browser.
 func (s *Service) StartOAuth(ctx context.Context, in OAuthStart) (OAuthStarted, error) {
+	platform := store.Platform(strings.TrimSpace(in.Platform))
+	switch platform {
+	case "":
+		platform = store.PlatformClaude
+	case store.PlatformClaude, store.PlatformOpenAI, store.PlatformGemini:
+	default:
+		return OAuthStarted{}, invalid("platform", "%q has no OAuth onboarding (claude, openai or gemini)", in.Platform)
+	}
 	kind, err := checkKind(in.Kind)
 	if err != nil {
 		return OAuthStarted{}, err
+	}
+	if kind == oauth.KindSetupToken && platform != store.PlatformClaude {
+		return OAuthStarted{}, invalid("kind", "setup tokens exist for claude accounts only")
 	}
 	proxy, err := checkProxy(strings.TrimSpace(in.Proxy))
 	if err != nil {
@@ -151,7 +199,7 @@ func (s *Service) StartOAuth(ctx context.Context, in OAuthStart) (OAuthStarted, 
 	}
 	rec := store.OAuthPending{
 		ID:        "oas_" + secret.RandomHex(16),
-		Platform:  store.PlatformClaude,
+		Platform:  platform,
 		Kind:      string(kind),
 		Sealed:    s.Box.Seal(raw),
 		CreatedAt: now,
@@ -162,7 +210,7 @@ func (s *Service) StartOAuth(ctx context.Context, in OAuthStart) (OAuthStarted, 
 	}
 	return OAuthStarted{
 		SessionID: rec.ID,
-		AuthURL:   s.OAuth.endpoints().AuthURL(p),
+		AuthURL:   s.OAuth.authURL(platform, p),
 		Kind:      string(kind),
 		ExpiresAt: rec.ExpiresAt,
 	}, nil
@@ -192,8 +240,10 @@ func (s *Service) FinishOAuth(ctx context.Context, sessionID string, in OAuthFin
 	if err != nil {
 		return AccountView{}, err
 	}
-	code, err := oauth.ParseCode(in.Code)
-	if err != nil {
+	// The platform is known only once the session is taken, and a typo
+	// must not cost the session: check that the code reads for some
+	// platform now, and for the session's own below.
+	if _, err := anyCode(in.Code); err != nil {
 		return AccountView{}, invalid("code", "%s", strings.TrimPrefix(err.Error(), "oauth: "))
 	}
 	sessionID = strings.TrimSpace(sessionID)
@@ -207,8 +257,12 @@ func (s *Service) FinishOAuth(ctx context.Context, sessionID string, in OAuthFin
 	if err != nil {
 		return AccountView{}, err
 	}
-	if rec.Platform != store.PlatformClaude || !s.now().Before(rec.ExpiresAt) {
+	if !s.now().Before(rec.ExpiresAt) {
 		return AccountView{}, errSessionGone()
+	}
+	code, err := oauth.ParseCodeFor(rec.Platform, in.Code)
+	if err != nil {
+		return AccountView{}, invalid("code", "%s", strings.TrimPrefix(err.Error(), "oauth: "))
 	}
 	raw, err := s.Box.Open(rec.Sealed)
 	if err != nil {
@@ -223,22 +277,66 @@ func (s *Service) FinishOAuth(ctx context.Context, sessionID string, in OAuthFin
 	if err != nil {
 		return AccountView{}, invalid("proxy", "%s", err.Error())
 	}
+	if name == "" {
+		name = string(rec.Platform) + "-" + ps.Kind
+	}
+	switch rec.Platform {
+	case store.PlatformOpenAI:
+		cl := &oauth.OpenAIClient{Endpoints: s.OAuth.openAI(), HTTP: hc, Now: s.now}
+		tok, err := cl.Exchange(ctx, pending, code)
+		if err != nil {
+			return AccountView{}, exchangeError(rec.Platform, err)
+		}
+		return s.storeCredential(ctx, store.PlatformOpenAI, store.TypeOAuth, oauth.CredentialFromToken(tok), name, prio, ps.Proxy)
+	case store.PlatformGemini:
+		cl := &oauth.GoogleClient{Endpoints: s.OAuth.google(), HTTP: hc, Now: s.now}
+		tok, err := cl.Exchange(ctx, pending, code)
+		if err != nil {
+			return AccountView{}, exchangeError(rec.Platform, err)
+		}
+		cred := oauth.CredentialFromToken(tok)
+		// Code Assist serves a Google account through its Cloud project;
+		// finding (or creating) it is part of onboarding. A failure stores
+		// the account anyway (the code is spent) and it is found at the
+		// first refresh.
+		if project, _, err := cl.DiscoverProject(ctx, tok.AccessToken); err == nil {
+			cred.ProjectID = project
+		}
+		return s.storeCredential(ctx, store.PlatformGemini, store.TypeOAuth, cred, name, prio, ps.Proxy)
+	}
 	cl := &oauth.Client{Endpoints: s.OAuth.endpoints(), HTTP: hc, Now: s.now}
 	tok, err := cl.Exchange(ctx, pending, code)
-	if errors.Is(err, oauth.ErrPendingExpired) {
-		return AccountView{}, errSessionGone()
-	}
 	if err != nil {
-		return AccountView{}, &OAuthError{Step: "exchange", Err: err}
+		return AccountView{}, exchangeError(rec.Platform, err)
 	}
 	typ := store.TypeOAuth
 	if pending.Kind == oauth.KindSetupToken {
 		typ = store.TypeSetupToken
 	}
-	if name == "" {
-		name = "claude-" + string(typ)
-	}
 	return s.storeOAuthAccount(ctx, cl, tok, typ, name, prio, ps.Proxy)
+}
+
+// exchangeError is the answer to a failed code exchange.
+func exchangeError(p store.Platform, err error) error {
+	if errors.Is(err, oauth.ErrPendingExpired) {
+		return errSessionGone()
+	}
+	return &OAuthError{Platform: p, Step: "exchange", Err: err}
+}
+
+// anyCode reads an authorization code as some platform writes it.
+func anyCode(input string) (string, error) {
+	var first error
+	for _, p := range []store.Platform{store.PlatformClaude, store.PlatformOpenAI, store.PlatformGemini} {
+		code, err := oauth.ParseCodeFor(p, input)
+		if err == nil {
+			return code, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return "", first
 }
 
 // ImportOAuth adds an account from Claude Code's stored credential. No
@@ -288,13 +386,18 @@ func (s *Service) storeOAuthAccount(ctx context.Context, cl *oauth.Client, tok o
 			cred.Email = orElse(cred.Email, prof.Email)
 		}
 	}
+	return s.storeCredential(ctx, store.PlatformClaude, typ, cred, name, prio, proxy)
+}
+
+// storeCredential seals an onboarded credential and creates its account.
+func (s *Service) storeCredential(ctx context.Context, p store.Platform, typ store.AccountType, cred oauth.Credential, name string, prio int, proxy string) (AccountView, error) {
 	sealed, err := cred.Seal(s.Box)
 	if err != nil {
 		return AccountView{}, err
 	}
 	return s.createAccount(ctx, store.Account{
 		Name:         name,
-		Platform:     store.PlatformClaude,
+		Platform:     p,
 		Type:         typ,
 		Priority:     prio,
 		Plan:         cred.Plan,

@@ -138,3 +138,26 @@ func TestClaudeOAuthEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestPoolEndpoints(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		"OPENAI_API_URL": "http://127.0.0.1:1/v1", "CODEX_API_URL": "http://127.0.0.1:2/backend-api/codex",
+		"GEMINI_API_URL": "http://127.0.0.1:3", "CODE_ASSIST_API_URL": "http://127.0.0.1:4",
+		"OPENAI_OAUTH_AUTHORIZE_URL": "http://127.0.0.1:5/oauth/authorize", "OPENAI_OAUTH_TOKEN_URL": "http://127.0.0.1:5/oauth/token",
+		"GOOGLE_OAUTH_AUTHORIZE_URL": "http://127.0.0.1:6/auth", "GOOGLE_OAUTH_TOKEN_URL": "http://127.0.0.1:6/token",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OpenAIAPIURL != "http://127.0.0.1:1/v1" || c.CodexAPIURL != "http://127.0.0.1:2/backend-api/codex" ||
+		c.GeminiAPIURL != "http://127.0.0.1:3" || c.CodeAssistAPIURL != "http://127.0.0.1:4" ||
+		c.OpenAIOAuth.TokenURL != "http://127.0.0.1:5/oauth/token" || c.OpenAIOAuth.AuthorizeURL != "http://127.0.0.1:5/oauth/authorize" ||
+		c.GoogleOAuth.TokenURL != "http://127.0.0.1:6/token" || c.GoogleOAuth.AuthorizeURL != "http://127.0.0.1:6/auth" ||
+		c.GoogleOAuth.CodeAssistURL != "http://127.0.0.1:4" {
+		t.Fatalf("parsed %+v", c)
+	}
+	d, err := Load(env(nil))
+	if err != nil || d.OpenAIOAuth.TokenURL == "" || d.GoogleOAuth.TokenURL == "" || d.CodexAPIURL == "" {
+		t.Fatalf("defaults %+v %v", d, err)
+	}
+}
