@@ -17,6 +17,7 @@ import (
 	"google.golang.org/genai"
 
 	"github.com/crs-relay/crs/internal/fakeupstream"
+	"github.com/crs-relay/crs/internal/store"
 	"github.com/crs-relay/crs/internal/testkit"
 )
 
@@ -309,6 +310,11 @@ func TestCodexSubscriptionThroughTheRelay(t *testing.T) {
 	}
 	if u := usageJSON(t, dir); u.TotalRequests() != 1 || u.Accounts[0].AccountID != id {
 		t.Fatalf("usage %+v", u)
+	}
+	// The Codex backend's usage headers keep the account's 5-hour window.
+	if v := accountView(t, dir, store.AccountID(id)); v.Window5h == nil || v.Window5h.End.Sub(v.Window5h.Start) != 5*time.Hour ||
+		v.Platform != "openai" {
+		t.Fatalf("account after a Codex reply: %+v", v)
 	}
 }
 
