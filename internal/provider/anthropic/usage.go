@@ -2,13 +2,11 @@ package anthropic
 
 import (
 	"bytes"
-	"errors"
-	"math"
-	"strconv"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/crs-relay/crs/internal/pricing"
+	"github.com/crs-relay/crs/internal/provider"
 	"github.com/crs-relay/crs/internal/sse"
 )
 
@@ -85,7 +83,7 @@ func (u *StreamUsage) Observe(ev sse.Event) {
 	default:
 		return
 	}
-	u.Tokens = addTokens(u.earlier, u.cur.tokens())
+	u.Tokens = provider.AddTokens(u.earlier, u.cur.tokens())
 }
 
 // BodyUsage extracts the model and usage of a non-streamed Messages
@@ -109,7 +107,7 @@ func readUsage(usage gjson.Result, prev usageCounts, update bool) usageCounts {
 		if !r.Exists() {
 			return
 		}
-		v := tokenCount(r)
+		v := provider.TokenCount(r)
 		if update && v == 0 {
 			return
 		}
@@ -119,7 +117,7 @@ func readUsage(usage gjson.Result, prev usageCounts, update bool) usageCounts {
 	set(&c.input, f("input_tokens"))
 	set(&c.cacheRead, f("cache_read_input_tokens"))
 	if out := f("output_tokens"); out.Exists() {
-		c.output = tokenCount(out)
+		c.output = provider.TokenCount(out)
 	}
 	set(&c.cacheWrite, f("cache_creation_input_tokens"))
 	if split := f("cache_creation"); split.IsObject() {
@@ -136,10 +134,10 @@ func readUsage(usage gjson.Result, prev usageCounts, update bool) usageCounts {
 // any unsplit remainder counted as 5m (the default TTL). If the split adds
 // up to more than the total, the split wins.
 func (c usageCounts) tokens() pricing.Tokens {
-	split := satAdd(c.write5m, c.write1h)
+	split := provider.SatAdd(c.write5m, c.write1h)
 	w5m := c.write5m
 	if c.cacheWrite > split {
-		w5m = satAdd(w5m, c.cacheWrite-split)
+		w5m = provider.SatAdd(w5m, c.cacheWrite-split)
 	}
 	return pricing.Tokens{
 		Input:        c.input,
@@ -147,57 +145,5 @@ func (c usageCounts) tokens() pricing.Tokens {
 		CacheWrite5m: w5m,
 		CacheWrite1h: c.write1h,
 		CacheRead:    c.cacheRead,
-	}
-}
-
-// tokenCount reads a count, clamping nonsense to the valid range: a
-// negative count is 0 and one past int64 is math.MaxInt64, so a malformed
-// upstream report can never produce negative usage or wrap around.
-func tokenCount(r gjson.Result) int64 {
-	switch r.Type {
-	case gjson.Number:
-		v, err := strconv.ParseInt(r.Raw, 10, 64)
-		switch {
-		case err == nil:
-			return max(v, 0)
-		case errors.Is(err, strconv.ErrRange):
-			if r.Raw[0] == '-' {
-				return 0
-			}
-			return math.MaxInt64
-		}
-		// A fraction or exponent (1.5e3): truncate, saturating.
-		switch {
-		case r.Num >= math.MaxInt64:
-			return math.MaxInt64
-		case r.Num > 0:
-			return int64(r.Num)
-		}
-		return 0
-	case gjson.String:
-		v, err := strconv.ParseInt(r.Str, 10, 64)
-		if err != nil {
-			return 0
-		}
-		return max(v, 0)
-	}
-	return 0
-}
-
-// satAdd adds two non-negative counts without wrapping.
-func satAdd(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
-}
-
-func addTokens(a, b pricing.Tokens) pricing.Tokens {
-	return pricing.Tokens{
-		Input:        satAdd(a.Input, b.Input),
-		Output:       satAdd(a.Output, b.Output),
-		CacheWrite5m: satAdd(a.CacheWrite5m, b.CacheWrite5m),
-		CacheWrite1h: satAdd(a.CacheWrite1h, b.CacheWrite1h),
-		CacheRead:    satAdd(a.CacheRead, b.CacheRead),
 	}
 }

@@ -2,13 +2,11 @@ package gemini
 
 import (
 	"bytes"
-	"errors"
-	"math"
-	"strconv"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/crs-relay/crs/internal/pricing"
+	"github.com/crs-relay/crs/internal/provider"
 	"github.com/crs-relay/crs/internal/sse"
 )
 
@@ -199,53 +197,10 @@ func readUsage(m gjson.Result) (pricing.Tokens, bool) {
 	if !found {
 		return pricing.Tokens{}, false
 	}
-	prompt, cached := tokenCount(res[0]), tokenCount(res[1])
+	prompt, cached := provider.TokenCount(res[0]), provider.TokenCount(res[1])
 	return pricing.Tokens{
 		Input:     max(prompt-cached, 0),
 		CacheRead: cached,
-		Output:    satAdd(tokenCount(res[2]), tokenCount(res[3])),
+		Output:    provider.SatAdd(provider.TokenCount(res[2]), provider.TokenCount(res[3])),
 	}, true
-}
-
-// tokenCount reads a count, clamping nonsense to the valid range: a
-// negative count is 0 and one past int64 is math.MaxInt64, so a malformed
-// upstream report can never produce negative usage or wrap around. The
-// proto JSON mapping allows a count as a string ("42"); that is read too.
-func tokenCount(r gjson.Result) int64 {
-	switch r.Type {
-	case gjson.Number:
-		v, err := strconv.ParseInt(r.Raw, 10, 64)
-		switch {
-		case err == nil:
-			return max(v, 0)
-		case errors.Is(err, strconv.ErrRange):
-			if r.Raw[0] == '-' {
-				return 0
-			}
-			return math.MaxInt64
-		}
-		// A fraction or exponent (1.5e3): truncate, saturating.
-		switch {
-		case r.Num >= math.MaxInt64:
-			return math.MaxInt64
-		case r.Num > 0:
-			return int64(r.Num)
-		}
-		return 0
-	case gjson.String:
-		v, err := strconv.ParseInt(r.Str, 10, 64)
-		if err != nil {
-			return 0
-		}
-		return max(v, 0)
-	}
-	return 0
-}
-
-// satAdd adds two non-negative counts without wrapping.
-func satAdd(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
 }

@@ -2,13 +2,11 @@ package openai
 
 import (
 	"bytes"
-	"errors"
-	"math"
-	"strconv"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/crs-relay/crs/internal/pricing"
+	"github.com/crs-relay/crs/internal/provider"
 	"github.com/crs-relay/crs/internal/sse"
 )
 
@@ -79,10 +77,10 @@ func (u *StreamUsage) Observe(ev sse.Event) {
 		}
 		id := res[2].String()
 		if u.Reported && (id == "" || id != u.curID) {
-			u.earlier = addTokens(u.earlier, u.cur)
+			u.earlier = provider.AddTokens(u.earlier, u.cur)
 		}
 		u.cur, u.curID, u.Reported = readUsage(res[1]), id, true
-		u.Tokens = addTokens(u.earlier, u.cur)
+		u.Tokens = provider.AddTokens(u.earlier, u.cur)
 	}
 }
 
@@ -109,15 +107,15 @@ func BodyUsage(body []byte) (model string, tk pricing.Tokens, ok bool) {
 
 // readUsage maps a Responses usage object to price classes.
 func readUsage(usage gjson.Result) pricing.Tokens {
-	input := tokenCount(usage.Get("input_tokens"))
-	cached := tokenCount(usage.Get("input_tokens_details.cached_tokens"))
+	input := provider.TokenCount(usage.Get("input_tokens"))
+	cached := provider.TokenCount(usage.Get("input_tokens_details.cached_tokens"))
 	// Cached tokens are a part of the input; a report claiming more cached
 	// than input is cut to the input, so the prompt total stays what the
 	// upstream said it was.
 	cached = min(cached, input)
 	return pricing.Tokens{
 		Input:     input - cached,
-		Output:    tokenCount(usage.Get("output_tokens")),
+		Output:    provider.TokenCount(usage.Get("output_tokens")),
 		CacheRead: cached,
 	}
 }
@@ -159,56 +157,4 @@ func eventType(ev sse.Event) string {
 		return ""
 	}
 	return gjson.GetBytes(ev.Data, "type").String()
-}
-
-// tokenCount reads a count, clamping nonsense to the valid range: a
-// negative count is 0 and one past int64 is math.MaxInt64, so a malformed
-// upstream report can never produce negative usage or wrap around.
-func tokenCount(r gjson.Result) int64 {
-	switch r.Type {
-	case gjson.Number:
-		v, err := strconv.ParseInt(r.Raw, 10, 64)
-		switch {
-		case err == nil:
-			return max(v, 0)
-		case errors.Is(err, strconv.ErrRange):
-			if r.Raw[0] == '-' {
-				return 0
-			}
-			return math.MaxInt64
-		}
-		// A fraction or exponent (1.5e3): truncate, saturating.
-		switch {
-		case r.Num >= math.MaxInt64:
-			return math.MaxInt64
-		case r.Num > 0:
-			return int64(r.Num)
-		}
-		return 0
-	case gjson.String:
-		v, err := strconv.ParseInt(r.Str, 10, 64)
-		if err != nil {
-			return 0
-		}
-		return max(v, 0)
-	}
-	return 0
-}
-
-// satAdd adds two non-negative counts without wrapping.
-func satAdd(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
-}
-
-func addTokens(a, b pricing.Tokens) pricing.Tokens {
-	return pricing.Tokens{
-		Input:        satAdd(a.Input, b.Input),
-		Output:       satAdd(a.Output, b.Output),
-		CacheWrite5m: satAdd(a.CacheWrite5m, b.CacheWrite5m),
-		CacheWrite1h: satAdd(a.CacheWrite1h, b.CacheWrite1h),
-		CacheRead:    satAdd(a.CacheRead, b.CacheRead),
-	}
 }
