@@ -33,12 +33,22 @@ type platformCase struct {
 	valid        func(accessToken string) bool
 }
 
-// platformCases starts a fresh fake per platform.
+// platformCases starts a fresh fake per platform: the fakeupstream OAuth
+// servers, written apart from this package, so the tests check the clients
+// against someone else's reading of each service.
 func platformCases(t *testing.T) []platformCase {
 	t.Helper()
 	claude := fakeupstream.StartOAuth(t)
-	openai := startFakeOpenAIOAuth(t)
-	google := startFakeGoogle(t)
+	openai := fakeupstream.StartOpenAIOAuth(t)
+	google := fakeupstream.StartGoogleOAuth(t)
+	openaiEndpoints := oauth.OpenAIEndpoints{AuthorizeURL: openai.AuthorizeURL(), TokenURL: openai.TokenURL()}
+	googleEndpoints := oauth.GoogleEndpoints{AuthorizeURL: google.AuthorizeURL(), TokenURL: google.TokenURL()}
+	openaiClient := func() *oauth.OpenAIClient {
+		return &oauth.OpenAIClient{Endpoints: openaiEndpoints, HTTP: &http.Client{}, RetryWait: time.Millisecond}
+	}
+	googleClient := func() *oauth.GoogleClient {
+		return &oauth.GoogleClient{Endpoints: googleEndpoints, HTTP: &http.Client{}, RetryWait: time.Millisecond}
+	}
 	return []platformCase{
 		{
 			platform: store.PlatformClaude, rotates: true,
@@ -53,23 +63,62 @@ func platformCases(t *testing.T) []platformCase {
 		},
 		{
 			platform: store.PlatformOpenAI, rotates: true,
-			renewer:      func() oauth.Renewer { return openai.client() },
-			endpoints:    func(s *oauth.EndpointSet) { s.OpenAI = openai.endpoints() },
-			grant:        func(t *testing.T) oauth.Credential { return oauth.CredentialFromToken(onboardOpenAI(t, openai)) },
+			renewer:   func() oauth.Renewer { return openaiClient() },
+			endpoints: func(s *oauth.EndpointSet) { s.OpenAI = openaiEndpoints },
+			grant: func(t *testing.T) oauth.Credential {
+				c := oauth.CredentialFromToken(browserOnboard(t, store.PlatformOpenAI, openaiEndpoints.AuthURL, openaiClient().Exchange))
+				if c.ChatGPTAccountID != fakeupstream.OpenAIAccountID || c.Email != fakeupstream.OpenAIEmail || c.Plan == "" {
+					t.Fatalf("identity from the fake's id_token: %q %q %q", c.ChatGPTAccountID, c.Email, c.Plan)
+				}
+				return c
+			},
 			refreshCalls: openai.RefreshCalls, revoke: openai.Revoke, valid: openai.AccessTokenValid,
 		},
 		{
 			platform: store.PlatformGemini, rotates: false,
-			renewer:   func() oauth.Renewer { return google.client() },
-			endpoints: func(s *oauth.EndpointSet) { s.Google = google.endpoints() },
+			renewer:   func() oauth.Renewer { return googleClient() },
+			endpoints: func(s *oauth.EndpointSet) { s.Google = googleEndpoints },
 			grant: func(t *testing.T) oauth.Credential {
-				c := oauth.CredentialFromToken(onboardGoogle(t, google))
-				c.ProjectID, c.Plan = fakeProject, oauth.TierFree
+				c := oauth.CredentialFromToken(browserOnboard(t, store.PlatformGemini, googleEndpoints.AuthURL, googleClient().Exchange))
+				if c.Email != fakeupstream.GoogleOAuthEmail {
+					t.Fatalf("email from the fake's id_token: %q", c.Email)
+				}
+				c.ProjectID, c.Plan = fakeupstream.DefaultGeminiProject, oauth.TierFree
 				return c
 			},
 			refreshCalls: google.RefreshCalls, revoke: google.Revoke, valid: google.AccessTokenValid,
 		},
 	}
+}
+
+// browserOnboard does what an admin does: open the authorize URL (the fake
+// approves at once and redirects), paste the callback URL, exchange the
+// code.
+func browserOnboard(t *testing.T, p store.Platform, authURL func(oauth.Pending) string,
+	exchange func(context.Context, oauth.Pending, string) (oauth.Token, error)) oauth.Token {
+	t.Helper()
+	pend, err := oauth.NewPending(oauth.KindOAuth, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(authURL(pend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("%s authorize: status %d (the fake refused the authorize URL)", p, resp.StatusCode)
+	}
+	code, err := oauth.ParseCodeFor(p, resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := exchange(testCtx(t), pend, code)
+	if err != nil {
+		t.Fatalf("%s exchange: %v", p, err)
+	}
+	return tok
 }
 
 // platformStore is one sqlite file and one Box.
@@ -273,7 +322,7 @@ func TestRefresherGoogleSameRefreshTokenIsNotReuse(t *testing.T) {
 			t.Fatalf("refresh %d: new token %t, stored %t, refresh token kept %t, cooldown %q",
 				i, tok != prev, c.AccessToken == tok, c.RefreshToken == old.RefreshToken, a.CooldownKind)
 		}
-		if c.ProjectID != fakeProject || c.Plan != oauth.TierFree || c.Email != fakeGoogleEmail {
+		if c.ProjectID != fakeupstream.DefaultGeminiProject || c.Plan != oauth.TierFree || c.Email != fakeupstream.GoogleOAuthEmail {
 			t.Fatalf("refresh %d lost the project or tier: %v %q", i, c, c.ProjectID)
 		}
 		prev = tok
@@ -348,6 +397,33 @@ func TestRefreshDueSweepsEveryPlatform(t *testing.T) {
 	}
 	if _, c := s.stored(t, "droid"); c.AccessToken != droid.AccessToken {
 		t.Error("the droid account was refreshed")
+	}
+}
+
+// The whole Gemini onboarding against the fake Google OAuth and Code
+// Assist: exchange, then project discovery for a user not yet onboarded
+// (onboardUser, one poll of the operation), then a plain load.
+func TestGoogleOnboardingDiscoversProject(t *testing.T) {
+	google := fakeupstream.StartGoogleOAuth(t)
+	gemini := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{OAuth: google, NotOnboarded: true})
+	c := &oauth.GoogleClient{
+		Endpoints:   oauth.GoogleEndpoints{AuthorizeURL: google.AuthorizeURL(), TokenURL: google.TokenURL(), CodeAssistURL: gemini.URL()},
+		OnboardPoll: time.Millisecond,
+	}
+	tok := browserOnboard(t, store.PlatformGemini, c.Endpoints.AuthURL, c.Exchange)
+	if _, _, err := c.LoadCodeAssist(testCtx(t), "ya29.not-issued"); !errors.Is(err, oauth.ErrUnauthorized) {
+		t.Fatalf("unknown token: %v", err)
+	}
+	project, tier, err := c.DiscoverProject(testCtx(t), tok.AccessToken)
+	if err != nil || project != fakeupstream.DefaultGeminiProject || tier != oauth.TierFree {
+		t.Fatalf("discover: %q %q %v", project, tier, err)
+	}
+	if gemini.CodeAssistProject() != project {
+		t.Fatalf("the fake's user is onboarded with %q", gemini.CodeAssistProject())
+	}
+	project, tier, err = c.LoadCodeAssist(testCtx(t), tok.AccessToken)
+	if err != nil || project != fakeupstream.DefaultGeminiProject || tier != oauth.TierFree {
+		t.Fatalf("load after onboarding: %q %q %v", project, tier, err)
 	}
 }
 
