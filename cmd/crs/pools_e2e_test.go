@@ -372,3 +372,64 @@ func TestGeminiCodeAssistThroughTheRelay(t *testing.T) {
 		t.Fatalf("usage requests %d, want 2", u.TotalRequests())
 	}
 }
+
+// TestOneKeyAllThreePools: one relay key used with Claude, Codex and
+// Gemini shows all three in `crs accounts list`, in `crs usage`, and on the
+// key holder's stats page; a Gemini conversation stays on its account.
+func TestOneKeyAllThreePools(t *testing.T) {
+	claude := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
+	oa := fakeupstream.StartOpenAI(t, fakeupstream.OpenAIOptions{})
+	gA := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{Name: "ga"})
+	gB := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{Name: "gb"})
+	dir := newDataDir(t)
+	addAccount(t, dir, claude, "claude", 50)
+	addPoolAccount(t, dir, "openai", oa.URL(), "codex", 50)
+	addPoolAccount(t, dir, "gemini", gA.URL(), "ga", 50)
+	addPoolAccount(t, dir, "gemini", gB.URL(), "gb", 50)
+	_, key := createKey(t, dir, "k")
+	srv := startRelay(t, dir, nil)
+
+	if code, b, _ := post(t, srv.url, key, messagesBody("claude-sonnet-4-5", "hi")); code != 200 {
+		t.Fatalf("claude: %d %s", code, b)
+	}
+	resp := rawPost(t, srv.url+"/openai/responses", "", `{"model":"gpt-5-codex","input":"hi"}`, "Authorization", "Bearer "+key)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("openai: %d", resp.StatusCode)
+	}
+	// One Gemini conversation (same first message) three times: one account.
+	conv := `{"contents":[{"role":"user","parts":[{"text":"the same conversation"}]}]}`
+	for range 3 {
+		resp = rawPost(t, srv.url+"/gemini/v1beta/models/gemini-2.5-pro:generateContent", "", conv, "X-Goog-Api-Key", key)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("gemini: %d", resp.StatusCode)
+		}
+	}
+	if !(gA.MessageCount() == 3 && gB.MessageCount() == 0) && !(gA.MessageCount() == 0 && gB.MessageCount() == 3) {
+		t.Fatalf("a Gemini conversation moved between accounts: %d / %d", gA.MessageCount(), gB.MessageCount())
+	}
+
+	var list []struct{ Platform string }
+	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "list", "--json"), &list)
+	platforms := map[string]int{}
+	for _, a := range list {
+		platforms[a.Platform]++
+	}
+	if platforms["claude"] != 1 || platforms["openai"] != 1 || platforms["gemini"] != 2 {
+		t.Fatalf("accounts list platforms %v", platforms)
+	}
+	models := map[string]bool{}
+	for _, m := range usageJSON(t, dir).Models {
+		models[m.Model] = true
+	}
+	if len(models) != 3 {
+		t.Fatalf("usage models %v, want one per platform", models)
+	}
+	stats := rawPost(t, srv.url+"/apiStats/api/user-stats", "", `{"apiKey":"`+key+`"}`)
+	b, _ := io.ReadAll(stats.Body)
+	stats.Body.Close()
+	if stats.StatusCode != 200 || gjson.GetBytes(b, "usage.today.totals.requests").Int() != 5 || gjson.GetBytes(b, "usage.today.models.#").Int() != 3 {
+		t.Fatalf("key stats: %d %s", stats.StatusCode, b)
+	}
+}
