@@ -20,6 +20,7 @@ import (
 	"github.com/crs-relay/crs/internal/config"
 	"github.com/crs-relay/crs/internal/keystats"
 	"github.com/crs-relay/crs/internal/lockfile"
+	"github.com/crs-relay/crs/internal/metrics"
 	"github.com/crs-relay/crs/internal/netx"
 	"github.com/crs-relay/crs/internal/oauth"
 	"github.com/crs-relay/crs/internal/policy"
@@ -78,7 +79,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	defer lock.Release()
-	log := newLogger(stderr, cfg.LogLevel)
+	log, closeLog, err := server.NewLogger(stderr, server.LogOptions{Level: cfg.LogLevel, Format: cfg.LogFormat, Dir: cfg.LogDir})
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	if len(e.Generated) > 0 {
 		fmt.Fprintf(stdout, "crs: generated %s into %s (mode 0600); keep that directory safe and backed up\n",
 			strings.Join(e.Generated, " and "), cfg.DataDir)
@@ -129,6 +134,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			return &oauth.Client{Endpoints: cfg.ClaudeOAuth, HTTP: hc}, nil
 		},
 	}
+	// Account statuses and the store's health are read when Prometheus
+	// scrapes, never on a request.
+	mx := metrics.New(metrics.Options{Version: version(), Accounts: e.Store.ListAccounts, Ping: e.Store.Ping})
 	rl := relay.New(relay.Config{
 		ClaudeBaseURL:     cfg.ClaudeAPIURL,
 		OpenAIBaseURL:     cfg.OpenAIAPIURL,
@@ -155,6 +163,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Counters:  counters,
 		Policy:    limits,
 		Spend:     e.Store.SummarizeUsage,
+		Metrics:   mx,
 		Logger:    log,
 	})
 	if err := rl.Refresh(ctx); err != nil {
@@ -167,7 +176,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	var inflight sync.WaitGroup
 	handler := server.New(server.Options{
 		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(),
-		Logger: log, ClientIP: clientIP,
+		Logger: log, ClientIP: clientIP, Metrics: mx, MetricsToken: cfg.MetricsToken,
 		Stats: keystats.New(keystats.Options{
 			Keys: e.Store, Usage: e.Store, Policy: limits, ClientIP: clientIP, Location: cfg.Location, Logger: log,
 		}),
@@ -317,14 +326,6 @@ func waitGroup(wg *sync.WaitGroup, d time.Duration) {
 	case <-done:
 	case <-time.After(d):
 	}
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // servePprof serves the Go profiler on its own listener, so it is never

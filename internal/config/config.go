@@ -32,6 +32,16 @@ type Config struct {
 	AdminPassword string
 	// LogLevel is debug, info, warn or error (LOG_LEVEL).
 	LogLevel string
+	// LogFormat is text or json (LOG_FORMAT); empty picks text when
+	// standard error is a terminal and JSON otherwise.
+	LogFormat string
+	// LogDir, when set, also writes the log to LogDir/crs.log, rotated by
+	// size (LOG_DIR).
+	LogDir string
+	// MetricsToken, when set, is the bearer token GET /metrics requires
+	// (METRICS_TOKEN); without it /metrics is open to whoever reaches the
+	// port.
+	MetricsToken string
 	// EncryptionKey seals credentials at rest (ENCRYPTION_KEY, ≥ 32
 	// characters); generated into DataDir when unset.
 	EncryptionKey string
@@ -121,6 +131,9 @@ func Vars() []Var {
 		{"ADMIN_USERNAME", "admin", "admin login created on first start"},
 		{"ADMIN_PASSWORD", "(random)", "admin password set on first start; printed once and kept in DATA_DIR/init.json until changed"},
 		{"LOG_LEVEL", "info", "debug, info, warn or error"},
+		{"LOG_FORMAT", "(text on a terminal, else json)", "text or json"},
+		{"LOG_DIR", "(none)", "also log to DIR/crs.log, rotated at 100 MiB, 5 old files kept"},
+		{"METRICS_TOKEN", "(none: /metrics is open)", "bearer token GET /metrics requires"},
 		{"ENCRYPTION_KEY", "(generated)", "≥ 32 characters; seals upstream credentials; generated once into DATA_DIR/encryption.key"},
 		{"JWT_SECRET", "(generated)", "signs admin sessions; generated once into DATA_DIR/jwt.secret"},
 		{"CLAUDE_API_URL", "https://api.anthropic.com", "base URL of Claude accounts that have none"},
@@ -166,6 +179,9 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminUsername:    p.str("ADMIN_USERNAME", "admin"),
 		AdminPassword:    getenv("ADMIN_PASSWORD"),
 		LogLevel:         p.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		LogFormat:        p.optionalOneOf("LOG_FORMAT", "text", "json"),
+		LogDir:           strings.TrimSpace(getenv("LOG_DIR")),
+		MetricsToken:     strings.TrimSpace(getenv("METRICS_TOKEN")),
 		EncryptionKey:    getenv("ENCRYPTION_KEY"),
 		JWTSecret:        getenv("JWT_SECRET"),
 		ClaudeAPIURL:     p.baseURL("CLAUDE_API_URL", "https://api.anthropic.com"),
@@ -285,6 +301,14 @@ func (p *parser) oneOf(name, def string, allowed ...string) string {
 	}
 	p.fail(name, fmt.Sprintf("want one of %s, got %q", strings.Join(allowed, ", "), v))
 	return def
+}
+
+// optionalOneOf is oneOf where unset means "" (decided later).
+func (p *parser) optionalOneOf(name string, allowed ...string) string {
+	if strings.TrimSpace(p.getenv(name)) == "" {
+		return ""
+	}
+	return p.oneOf(name, "", allowed...)
 }
 
 func (p *parser) baseURL(name, def string) string {

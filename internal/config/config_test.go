@@ -29,6 +29,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 	for name, val := range map[string]string{
 		"PORT":                         "70000",
 		"LOG_LEVEL":                    "loud",
+		"LOG_FORMAT":                   "xml",
 		"ENCRYPTION_KEY":               "short",
 		"CLAUDE_API_URL":               "ftp://x",
 		"TIMEZONE":                     "Mars/Olympus",
@@ -50,6 +51,28 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		_, err := Load(env(map[string]string{name: val}))
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: err = %v, want one naming %s", name, val, err, name)
+		}
+	}
+}
+
+// TestLogAndMetricsSettings: LOG_FORMAT unset stays "" (decided at start
+// by whether standard error is a terminal); set, it is text or json.
+func TestLogAndMetricsSettings(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil || c.LogFormat != "" || c.LogDir != "" || c.MetricsToken != "" {
+		t.Fatalf("defaults: %q %q %q %v", c.LogFormat, c.LogDir, c.MetricsToken, err)
+	}
+	c, err = Load(env(map[string]string{"LOG_FORMAT": " JSON ", "LOG_DIR": "/var/log/crs", "METRICS_TOKEN": " t0ken "}))
+	if err != nil || c.LogFormat != "json" || c.LogDir != "/var/log/crs" || c.MetricsToken != "t0ken" {
+		t.Fatalf("parsed: %q %q %q %v", c.LogFormat, c.LogDir, c.MetricsToken, err)
+	}
+	documented := map[string]bool{}
+	for _, v := range Vars() {
+		documented[v.Name] = true
+	}
+	for _, name := range []string{"LOG_FORMAT", "LOG_DIR", "METRICS_TOKEN"} {
+		if !documented[name] {
+			t.Errorf("%s missing from Vars", name)
 		}
 	}
 }

@@ -75,6 +75,7 @@ type failure struct {
 // out.
 func (r *Relay) serve(w http.ResponseWriter, req *http.Request, c *call) {
 	ctx := req.Context()
+	r.metrics.Serving(ctx, c.platform, c.model) // metrics hook
 	deadline := c.start.Add(r.cfg.FailoverDeadline)
 	tried := map[store.AccountID]bool{}
 	var last *failure
@@ -99,8 +100,17 @@ func (r *Relay) serve(w http.ResponseWriter, req *http.Request, c *call) {
 			anthropic.WriteWarmupReply(w, c.model, c.stream)
 			return
 		}
+		if last != nil && !last.skipped && last.account.ID != acct.ID {
+			r.metrics.FailingOver(c.platform, last.outcome) // metrics hook
+		}
 		c.attempts++
 		failed, done := r.attempt(ctx, w, req, c, acct, deadline)
+		// metrics hook: committed attempts count where they commit.
+		if !done && !failed.skipped {
+			r.metrics.Failed(c.platform, failed.outcome)
+		} else if done && !c.committed {
+			r.metrics.Abandoned(c.platform)
+		}
 		if done {
 			if !c.committed && shuttingDown(ctx) {
 				writeError(w, c.shape, apiError{Status: 529, Kind: errOverloaded, Message: "crs: the relay is shutting down; please retry", RetryAfter: time.Second})
@@ -229,6 +239,8 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 		}
 		return fail(*o)
 	}
+	r.metrics.Sending(ctx, acct) // metrics hook: the upstream's time starts
+	defer r.metrics.UpstreamDone(ctx)
 	resp, err := client.Do(up)
 	// The upstream counts a request when it is sent: the next user turn
 	// may go as soon as the answer starts.
@@ -259,6 +271,7 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 			return fail(o)
 		}
 		c.committed = true
+		r.metrics.Committed(ctx, c.platform, resp.StatusCode) // metrics hook
 		// The request itself is wrong: every account would say the
 		// same, so the client sees the upstream's own answer (decoded:
 		// crs asked for identity, and so may the client).
@@ -283,6 +296,7 @@ func (r *Relay) attempt(ctx context.Context, w http.ResponseWriter, req *http.Re
 // commit point; its usage is recorded before the client sees it.
 func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call, acct store.Account, resp *http.Response, g *commitGuard, rec store.UsageRecord) (*failure, bool) {
 	body, err := io.ReadAll(resp.Body)
+	r.metrics.UpstreamDone(ctx) // metrics hook: the answer is in
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, true
@@ -303,6 +317,7 @@ func (r *Relay) forwardBody(ctx context.Context, w http.ResponseWriter, c *call,
 			r.record(context.WithoutCancel(ctx), c, acct, rec, tk)
 		}
 	}
+	r.metrics.Committed(ctx, c.platform, resp.StatusCode) // metrics hook
 	copyHeaders(w.Header(), resp.Header, "Content-Type")
 	w.WriteHeader(resp.StatusCode)
 	w.Write(c.bodyOut(body))
@@ -379,6 +394,9 @@ func (r *Relay) forwardStream(ctx context.Context, w http.ResponseWriter, c *cal
 		return &failure{outcome: provider.Transport(r.now(), errors.New("first event too slow")), account: acct}, false
 	}
 	c.committed = true
+	r.metrics.Committed(ctx, c.platform, http.StatusOK) // metrics hooks
+	r.metrics.StreamOpened(c.platform)
+	defer r.metrics.StreamClosed(c.platform)
 
 	h := w.Header()
 	h.Set("Content-Type", resp.Header.Get("Content-Type"))

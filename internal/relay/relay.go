@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/crs-relay/crs/internal/metrics"
 	"github.com/crs-relay/crs/internal/netx"
 	"github.com/crs-relay/crs/internal/oauth"
 	"github.com/crs-relay/crs/internal/policy"
@@ -84,6 +85,7 @@ type Relay struct {
 	openai   *dialect
 	gemini   *dialect
 	newest   newestClaudeCode
+	metrics  *metrics.Metrics
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -108,9 +110,14 @@ type Deps struct {
 	// Policy applies key limits and restrictions; nil admits everything.
 	Policy *policy.Engine
 	// Spend totals stored usage; it seeds spend counters after a restart.
-	Spend  func(context.Context, store.UsageFilter) (store.UsageSummary, error)
-	Logger *slog.Logger
-	Now    func() time.Time
+	Spend func(context.Context, store.UsageFilter) (store.UsageSummary, error)
+	// Metrics counts attempts, failovers, streams, tokens and cost, and
+	// fills each request's metrics.Exchange (key, account, model, upstream
+	// time) for the access log; nil counts nothing, and the Exchange is
+	// still filled.
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // New builds a Relay.
@@ -143,7 +150,7 @@ func New(cfg Config, d Deps) *Relay {
 		d.Now = time.Now
 	}
 	r := &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
-		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, policy: d.Policy, spend: d.Spend, log: d.Logger, now: d.Now,
+		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, policy: d.Policy, spend: d.Spend, metrics: d.Metrics, log: d.Logger, now: d.Now,
 		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
 	r.claude = r.claudeDialect()
 	r.openai = r.openaiDialect()
@@ -161,6 +168,7 @@ func (r *Relay) authenticate(w http.ResponseWriter, req *http.Request) (store.Ke
 func (r *Relay) authenticateIn(w http.ResponseWriter, req *http.Request, shape errorShape) (store.Key, bool) {
 	k, err := r.keys.Authenticate(ExtractKey(req))
 	if err == nil {
+		r.metrics.Authenticated(req.Context(), k) // metrics hook: the key's name for the access log
 		return k, true
 	}
 	writeError(w, shape, apiError{Status: http.StatusUnauthorized, Kind: errAuthentication, Message: err.Error()})
@@ -201,6 +209,7 @@ func (r *Relay) record(ctx context.Context, c *call, acct store.Account, rec sto
 	if rec.CreatedAt.IsZero() {
 		rec.CreatedAt = r.now()
 	}
+	began := time.Now() // metrics hook: recording is crs's time, not the upstream's
 	if err := r.rec.Record(ctx, rec); err != nil {
 		r.log.Error("usage record lost", "request_id", rec.RequestID, "attempt", rec.Attempt, "err", err)
 	}
@@ -210,6 +219,7 @@ func (r *Relay) record(ctx context.Context, c *call, acct store.Account, rec sto
 			r.log.Warn("key limits not updated", "request_id", rec.RequestID, "key", c.key.ID, "err", err)
 		}
 	}
+	r.metrics.Recorded(ctx, acct.Platform, rec.Model, tk, rec.CostPico, time.Since(began)) // metrics hook
 }
 
 // Refresh reloads the key cache and the account snapshot.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crs-relay/crs/internal/metrics"
 	"github.com/crs-relay/crs/internal/reqid"
 )
 
@@ -51,10 +52,15 @@ func foldSlashes(p string) string {
 
 // withRecover turns a handler panic into a 500 (when nothing was written
 // yet) and a log line, instead of a dropped connection with no trace.
-// http.ErrAbortHandler keeps its meaning: abort quietly.
+// http.ErrAbortHandler keeps its meaning: abort quietly. Inside
+// withTelemetry it writes through the same statusWriter, so the 500 gets
+// its overhead header and its access log line.
 func withRecover(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
+		sw, ok := w.(*statusWriter)
+		if !ok {
+			sw = &statusWriter{ResponseWriter: w}
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -70,45 +76,32 @@ func withRecover(log *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// withAccessLog logs one line per request: never bodies, never keys.
-func withAccessLog(log *slog.Logger, clientIP func(*http.Request) string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw, ok := w.(*statusWriter)
-		if !ok {
-			sw = &statusWriter{ResponseWriter: w}
-		}
-		next.ServeHTTP(sw, r)
-		if !log.Enabled(r.Context(), slog.LevelInfo) {
-			return
-		}
-		status := sw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		log.Info("request", "request_id", reqid.From(r.Context()), "method", r.Method, "path", r.URL.Path,
-			"status", status, "bytes", sw.bytes, "ms", time.Since(start).Milliseconds(), "client", clientIP(r))
-	})
-}
-
-// statusWriter remembers the status and size; Unwrap lets
+// statusWriter remembers the status and size, and stamps the overhead
+// header on the response as its header goes out; Unwrap lets
 // http.ResponseController reach Flush on the real writer.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	// ex, when set, is the request's Exchange, whose overhead so far goes
+	// into OverheadHeader.
+	ex *metrics.Exchange
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	// 1xx answers are interim: the final header is still to come.
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
+		if w.ex != nil {
+			w.Header().Set(OverheadHeader, formatMillis(w.ex.Overhead(time.Now())))
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)

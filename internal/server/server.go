@@ -1,6 +1,7 @@
 // Package server assembles the HTTP surface: client routes under /api and
-// /claude, the admin API under /admin, /health, and the middleware every
-// request passes (request id, path folding, recover, access log).
+// /claude, the admin API under /admin, /health, /metrics, and the
+// middleware every request passes (request id, path folding, telemetry:
+// access log, metrics and the overhead header, recover).
 package server
 
 import (
@@ -11,6 +12,7 @@ import (
 
 	"github.com/crs-relay/crs/internal/admin"
 	"github.com/crs-relay/crs/internal/keystats"
+	"github.com/crs-relay/crs/internal/metrics"
 	"github.com/crs-relay/crs/internal/relay"
 	"github.com/crs-relay/crs/internal/store"
 )
@@ -26,6 +28,13 @@ type Options struct {
 	// Stats serves key holders their own usage (POST keystats.Path); nil
 	// leaves the route out.
 	Stats http.Handler
+	// Metrics counts every request and serves GET /metrics; nil leaves
+	// the route out and counts nothing (the access log and the overhead
+	// header work either way).
+	Metrics *metrics.Metrics
+	// MetricsToken, when set, is the bearer token GET /metrics requires
+	// (METRICS_TOKEN).
+	MetricsToken string
 }
 
 // prefixes the Anthropic Messages surface is mounted under. Clients set
@@ -73,6 +82,9 @@ func New(o Options) http.Handler {
 
 	mux.HandleFunc("HEAD /{$}", ok)
 	mux.HandleFunc("GET /health", health(o.Store, o.Version))
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", metricsHandler(o.Metrics.Handler(), o.MetricsToken))
+	}
 	if o.Stats != nil {
 		mux.Handle("POST "+keystats.Path, o.Stats)
 	}
@@ -82,8 +94,8 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("/", notFound)
 
 	var h http.Handler = mux
-	h = withAccessLog(o.Logger, o.ClientIP, h)
 	h = withRecover(o.Logger, h)
+	h = withTelemetry(o.Logger, o.Metrics, o.ClientIP, h)
 	h = withCleanPath(h)
 	h = withRequestID(h)
 	return h

@@ -1,0 +1,95 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// scrapeCollector reads what is cheaper to look up when Prometheus asks
+// than to track on every change: account statuses and the store's health.
+// Nothing here runs on a request's path.
+type scrapeCollector struct {
+	accounts func(context.Context) ([]store.Account, error)
+	ping     func(context.Context) error
+	timeout  time.Duration
+	now      func() time.Time
+
+	accountsDesc *prometheus.Desc
+	storeUpDesc  *prometheus.Desc
+	storePing    *prometheus.Desc
+}
+
+func newScrapeCollector(o Options) *scrapeCollector {
+	if o.ScrapeTimeout <= 0 {
+		o.ScrapeTimeout = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &scrapeCollector{
+		accounts: o.Accounts, ping: o.Ping, timeout: o.ScrapeTimeout, now: o.Now,
+		accountsDesc: prometheus.NewDesc("crs_accounts",
+			"Upstream accounts by platform and status (active, disabled, unschedulable, or the cooldown kind while one runs).",
+			[]string{"platform", "status"}, nil),
+		storeUpDesc: prometheus.NewDesc("crs_store_up",
+			"1 when the store answered a ping during this scrape, else 0.", nil, nil),
+		storePing: prometheus.NewDesc("crs_store_ping_seconds",
+			"How long the store took to answer a ping during this scrape (the timeout when it did not).", nil, nil),
+	}
+}
+
+// Describe sends the descriptors of what Collect may send.
+func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	if c.accounts != nil {
+		ch <- c.accountsDesc
+	}
+	if c.ping != nil {
+		ch <- c.storeUpDesc
+		ch <- c.storePing
+	}
+}
+
+// Collect pings the store and counts accounts by status. A failed account
+// listing sends an invalid metric, which the handler reports as a scrape
+// error while still serving everything else.
+func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.ping != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		start := time.Now()
+		err := c.ping(ctx)
+		took := time.Since(start)
+		cancel()
+		up := 1.0
+		if err != nil {
+			up = 0
+		}
+		ch <- prometheus.MustNewConstMetric(c.storeUpDesc, prometheus.GaugeValue, up)
+		ch <- prometheus.MustNewConstMetric(c.storePing, prometheus.GaugeValue, took.Seconds())
+	}
+	if c.accounts != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		accts, err := c.accounts(ctx)
+		cancel()
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(c.accountsDesc, err)
+			return
+		}
+		type key struct{ platform, status string }
+		counts := map[key]int{}
+		now := c.now()
+		for _, a := range accts {
+			s := a.Status(now)
+			if s == store.AccountActive && a.Unschedulable {
+				s = "unschedulable"
+			}
+			counts[key{platformLabel(a.Platform), s}]++
+		}
+		for k, n := range counts {
+			ch <- prometheus.MustNewConstMetric(c.accountsDesc, prometheus.GaugeValue, float64(n), k.platform, k.status)
+		}
+	}
+}
