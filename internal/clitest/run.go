@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,8 +23,15 @@ type RunResult struct {
 	ExitCode int
 	Elapsed  time.Duration
 	// JSON is stdout parsed as the object that --output-format json prints,
-	// or nil if stdout held no JSON object.
+	// or nil if stdout held no JSON object. Only RunClaudeP fills it.
 	JSON map[string]any
+	// Egress lists the hosts outside this machine that the CLI tried to
+	// reach, in the order first tried, for runners that guard the CLI
+	// (RunCodexExec, RunGeminiP): all such traffic goes to a local proxy
+	// that refuses it, so no test depends on, or talks to, the internet.
+	// A vendor host the CLI cannot work without shows up here in the
+	// failing run.
+	Egress []string
 }
 
 // Result returns the "result" field of the JSON output (the assistant's final
@@ -30,6 +39,19 @@ type RunResult struct {
 func (r RunResult) Result() string {
 	s, _ := r.JSON["result"].(string)
 	return s
+}
+
+// UnknownEgress returns the entries of r.Egress that are not in known (a
+// client's KnownEgress): hosts a client started to need or to call home to
+// since the research in docs/clients.md, which a test should fail on.
+func (r RunResult) UnknownEgress(known []string) []string {
+	var out []string
+	for _, h := range r.Egress {
+		if !slices.Contains(known, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // killGrace is how long Wait waits for the pipes to close after the process
@@ -60,13 +82,8 @@ func RunClaudeP(ctx context.Context, bin, baseURL, key, prompt string, extraEnv 
 		return RunResult{}, err
 	}
 	defer os.RemoveAll(home)
-	work, err := os.MkdirTemp("", "crs-claude-cwd-")
-	if err != nil {
-		return RunResult{}, err
-	}
-	defer os.RemoveAll(work)
 
-	env := append(baseEnv(home),
+	env := append(baseEnv(home, os.TempDir()),
 		"ANTHROPIC_BASE_URL="+baseURL,
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
 		"DISABLE_TELEMETRY=1",
@@ -76,9 +93,25 @@ func RunClaudeP(ctx context.Context, bin, baseURL, key, prompt string, extraEnv 
 		env = append(env, "ANTHROPIC_AUTH_TOKEN="+key)
 	}
 	env = append(env, extraEnv...) // exec uses the last value of a duplicated key
+	res, err := run(ctx, "claude -p", bin, []string{"-p", prompt, "--output-format", "json"}, env)
+	res.JSON = parseJSONObject(res.Stdout)
+	return res, err
+}
+
+// run starts bin with args and exactly env in a fresh working directory
+// (removed afterwards), waits for it and collects what it printed. The
+// process group is killed when ctx ends; run then returns the partial
+// result together with ctx's error. A non-zero exit is not an error; not
+// being able to start the program is. name labels errors.
+func run(ctx context.Context, name, bin string, args, env []string) (RunResult, error) {
+	work, err := os.MkdirTemp("", "crs-cli-cwd-")
+	if err != nil {
+		return RunResult{}, err
+	}
+	defer os.RemoveAll(work)
 
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "-p", prompt, "--output-format", "json")
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
 	cmd.Dir = work
 	cmd.Stdout = &stdout
@@ -97,10 +130,9 @@ func RunClaudeP(ctx context.Context, bin, baseURL, key, prompt string, extraEnv 
 	if cmd.ProcessState != nil {
 		res.ExitCode = cmd.ProcessState.ExitCode()
 	}
-	res.JSON = parseJSONObject(res.Stdout)
 
 	if ctx.Err() != nil {
-		return res, fmt.Errorf("clitest: claude -p stopped after %s: %w", res.Elapsed.Round(time.Millisecond), context.Cause(ctx))
+		return res, fmt.Errorf("clitest: %s stopped after %s: %w", name, res.Elapsed.Round(time.Millisecond), context.Cause(ctx))
 	}
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
@@ -109,17 +141,43 @@ func RunClaudeP(ctx context.Context, bin, baseURL, key, prompt string, extraEnv 
 	return res, nil
 }
 
+// runGuarded is run with the CLI's outside traffic sent to an egressGuard
+// (env gets the proxy variables before extraEnv, so a test can still
+// override them); the refused hosts land in RunResult.Egress.
+func runGuarded(ctx context.Context, name, bin string, args, env, extraEnv []string) (RunResult, error) {
+	guard, err := startEgressGuard()
+	if err != nil {
+		return RunResult{}, fmt.Errorf("clitest: egress guard: %w", err)
+	}
+	env = append(append(env, guard.env()...), extraEnv...)
+	res, err := run(ctx, name, bin, args, env)
+	res.Egress = guard.close()
+	return res, err
+}
+
 // baseEnv is the environment every CLI process starts from: enough to find
 // programs and decode text, nothing that identifies the caller's machine.
-func baseEnv(home string) []string {
+// tmp is its TMPDIR.
+func baseEnv(home, tmp string) []string {
 	env := []string{
 		"HOME=" + home,
 		"PATH=" + os.Getenv("PATH"),
 		"LANG=C.UTF-8",
 		"TERM=dumb",
-		"TMPDIR=" + os.TempDir(),
+		"TMPDIR=" + tmp,
 	}
 	return env
+}
+
+// homeEnv is baseEnv with TMPDIR inside home, for runs whose HOME the
+// caller throws away: Gemini CLI writes an error report to TMPDIR for
+// every failed API call, and those should go with the run.
+func homeEnv(home string) ([]string, error) {
+	tmp := filepath.Join(home, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	return baseEnv(home, tmp), nil
 }
 
 // parseJSONObject decodes stdout as one JSON object; if other text surrounds
