@@ -88,7 +88,8 @@ type crsProc struct {
 var listeningRE = regexp.MustCompile(`listening on http://(\S+)`)
 
 // startCRS runs `crs serve` on dir with HOST=127.0.0.1, PORT=0 and
-// LOG_LEVEL=info (env entries "K=V" add or override), waits until it
+// LOG_LEVEL=info, LOG_FORMAT=text (env entries "K=V" add or override; the
+// tests read the text access log), waits until it
 // prints its address, and kills it when the test ends if it still runs.
 func startCRS(t *testing.T, dir string, env ...string) *crsProc {
 	t.Helper()
@@ -118,7 +119,7 @@ func launchCRS(t *testing.T, dir string, env ...string) *crsProc {
 	t.Helper()
 	p := &crsProc{t: t, dir: dir, stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(crsBin, "serve")
-	p.cmd.Env = childEnv(append([]string{"HOST=127.0.0.1", "PORT=0", "DATA_DIR=" + dir, "LOG_LEVEL=info"}, env...)...)
+	p.cmd.Env = childEnv(append([]string{"HOST=127.0.0.1", "PORT=0", "DATA_DIR=" + dir, "LOG_LEVEL=info", "LOG_FORMAT=text"}, env...)...)
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
