@@ -77,6 +77,17 @@ func commands() []command {
 		{"groups delete", "GROUP", "delete a group no key is bound to", groupsDelete},
 		{"groups list", "[--json]", "list groups with their members", groupsList},
 		{"usage", "[--key ID] [--json]", "tokens and cost per key, account and model", usageCmd},
+		{"doctor", doctorSynopsis, "check config, store, clock and each account's reachability; say what is wrong", doctorCmd},
+		{"backup", backupSynopsis, "write a consistent copy of the database to FILE, also while the server runs", backupCmd},
+		{"restore", restoreSynopsis, "put a backup in place of the database (server stopped); the old one stays as crs.db.bak", restoreCmd},
+		{"healthcheck", healthcheckSynopsis, "exit 0 when the server's /health answers 200 (for container health checks)", healthcheckCmd},
+		{"service install", serviceInstallSynopsis, "run crs serve as a systemd service that starts at boot (Linux, as root)", serviceInstall},
+		{"service uninstall", serviceRemoveSynopsis, "stop, disable and remove the systemd service (DATA_DIR stays)", serviceUninstall},
+		{"service start", serviceNameSynopsis, "start the service", serviceVerb("start")},
+		{"service stop", serviceNameSynopsis, "stop the service (open streams drain first)", serviceVerb("stop")},
+		{"service restart", serviceNameSynopsis, "restart the service, e.g. after an upgrade", serviceVerb("restart")},
+		{"service status", serviceNameSynopsis, "show whether the service runs (systemctl status)", serviceStatus},
+		{"service logs", serviceLogsSynopsis, "show the service's log (journalctl)", serviceLogs},
 		{"version", "", "print the version", versionCmd},
 	}
 }

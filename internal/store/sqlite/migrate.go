@@ -279,8 +279,12 @@ var schemaVersion = len(migrations)
 
 // migrate brings the file to schemaVersion. The version is read inside the
 // write transaction, so two processes opening a new file at once cannot
-// both apply the same migration.
+// both apply the same migration. A file with data gets a copy taken first
+// (saveBeforeMigrating); if that copy cannot be made, nothing is migrated.
 func (s *Store) migrate(ctx context.Context) error {
+	if err := s.saveBeforeMigrating(ctx); err != nil {
+		return err
+	}
 	for {
 		done, err := s.migrateOne(ctx)
 		if err != nil {
