@@ -76,15 +76,7 @@ func doctorCmd(ctx context.Context, c *cli, args []string) error {
 }
 
 func (d *doctor) run(ctx context.Context, getenv func(string) string, dataDirFlag string, timeout time.Duration, offline bool) {
-	if dataDirFlag != "" {
-		base := getenv
-		getenv = func(k string) string {
-			if k == "DATA_DIR" {
-				return dataDirFlag
-			}
-			return base(k)
-		}
-	}
+	getenv = withDataDir(getenv, dataDirFlag)
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {

@@ -29,20 +29,25 @@ type env struct {
 	Generated []string
 }
 
+// withDataDir is getenv with DATA_DIR overridden by the --data-dir flag,
+// when one was given.
+func withDataDir(getenv func(string) string, dataDirFlag string) func(string) string {
+	if dataDirFlag == "" {
+		return getenv
+	}
+	return func(k string) string {
+		if k == "DATA_DIR" {
+			return dataDirFlag
+		}
+		return getenv(k)
+	}
+}
+
 // openEnv loads the configuration through getenv (dataDirFlag, when set,
 // overrides DATA_DIR), makes sure the secrets exist, and opens the store at
 // DATA_DIR/crs.db. The caller closes the env.
 func openEnv(ctx context.Context, dataDirFlag string, getenv func(string) string) (*env, error) {
-	if dataDirFlag != "" {
-		base := getenv
-		getenv = func(k string) string {
-			if k == "DATA_DIR" {
-				return dataDirFlag
-			}
-			return base(k)
-		}
-	}
-	cfg, err := config.Load(getenv)
+	cfg, err := config.Load(withDataDir(getenv, dataDirFlag))
 	if err != nil {
 		return nil, err
 	}
