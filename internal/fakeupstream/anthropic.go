@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -143,18 +142,13 @@ type Anthropic struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	// inFlight and maxInFlight count /v1/messages requests being answered,
-	// so a test can check a concurrency limit where it matters: upstream.
-	inFlight, maxInFlight atomic.Int64
+	// ledger counts /v1/messages requests and hands them their faults.
+	ledger[Fault]
 
-	mu       sync.Mutex
-	server   *httptest.Server
-	queue    []Fault
-	fallback Fault
-	requests []Request
-	messages int
-	seq      uint64
-	quota    quota
+	mu     sync.Mutex
+	server *httptest.Server
+	seq    uint64
+	quota  quota
 }
 
 // NewAnthropic returns the fake as a bare handler, for callers that serve it
@@ -206,84 +200,15 @@ func (a *Anthropic) Close() {
 	}
 }
 
-// Push queues faults; each /v1/messages request takes the oldest one. When
-// the queue is empty the default fault (SetDefault) applies.
-func (a *Anthropic) Push(f ...Fault) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, x := range f {
-		a.queue = append(a.queue, cloneFault(x))
-	}
-}
-
-// SetDefault sets the fault applied when the queue is empty; the zero Fault
-// makes the fake healthy again.
-func (a *Anthropic) SetDefault(f Fault) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fallback = cloneFault(f)
-}
-
-// Requests returns a copy of every request received, in arrival order.
-func (a *Anthropic) Requests() []Request {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]Request, len(a.requests))
-	for i, r := range a.requests {
-		r.Header = r.Header.Clone()
-		r.Body = append([]byte(nil), r.Body...)
-		out[i] = r
-	}
-	return out
-}
-
 // Reset forgets recorded requests, the /v1/messages count and queued
 // faults. The default fault and the subscription quota stay.
 func (a *Anthropic) Reset() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.requests = nil
-	a.queue = nil
-	a.messages = 0
+	a.resetLedger()
 }
 
 // MessageCount is the number of /v1/messages requests received, whatever
 // their outcome.
-func (a *Anthropic) MessageCount() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.messages
-}
-
-// nextFault takes the fault for one /v1/messages request and counts it.
-func (a *Anthropic) nextFault() Fault {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.messages++
-	if len(a.queue) == 0 {
-		return a.fallback
-	}
-	f := a.queue[0]
-	a.queue = a.queue[1:]
-	return f
-}
-
-func (a *Anthropic) record(r *http.Request, body []byte, at time.Time) {
-	if len(body) > maxRecordedBody {
-		body = body[:maxRecordedBody]
-	}
-	rec := Request{
-		Method:   r.Method,
-		Path:     r.URL.Path,
-		RawQuery: r.URL.RawQuery,
-		Header:   r.Header.Clone(),
-		Body:     append([]byte(nil), body...),
-		Time:     at,
-	}
-	a.mu.Lock()
-	a.requests = append(a.requests, rec)
-	a.mu.Unlock()
-}
+func (a *Anthropic) MessageCount() int { return a.counted() }
 
 // nextSeq numbers replies, for message and request ids.
 func (a *Anthropic) nextSeq() uint64 {
@@ -293,26 +218,7 @@ func (a *Anthropic) nextSeq() uint64 {
 	return a.seq
 }
 
-func cloneFault(f Fault) Fault {
+func (f Fault) clone() Fault {
 	f.Header = f.Header.Clone()
 	return f
-}
-
-// MaxInFlight is the most /v1/messages requests the fake was answering at
-// once since it started (or since ResetMaxInFlight).
-func (a *Anthropic) MaxInFlight() int64 { return a.maxInFlight.Load() }
-
-// ResetMaxInFlight starts the MaxInFlight count again.
-func (a *Anthropic) ResetMaxInFlight() { a.maxInFlight.Store(a.inFlight.Load()) }
-
-// enter counts one more request in flight and returns its leave.
-func (a *Anthropic) enter() func() {
-	n := a.inFlight.Add(1)
-	for {
-		m := a.maxInFlight.Load()
-		if n <= m || a.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
-	return func() { a.inFlight.Add(-1) }
 }

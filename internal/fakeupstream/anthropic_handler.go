@@ -49,7 +49,7 @@ func (a *Anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f Fault
 	if isMessages {
 		defer a.enter()()
-		f = a.nextFault()
+		f = a.next()
 	}
 	ctx := r.Context()
 	if f.Hang {

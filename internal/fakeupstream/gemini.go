@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -137,6 +136,11 @@ type GeminiFault struct {
 	ErrorChunkStatus int
 }
 
+func (f GeminiFault) clone() GeminiFault {
+	f.Header = f.Header.Clone()
+	return f
+}
+
 // Gemini is a fake of the Gemini API (generativelanguage.googleapis.com)
 // and of the Code Assist backend Gemini CLI uses with Google sign-in
 // (cloudcode-pa.googleapis.com/v1internal), on one handler: their paths do
@@ -153,16 +157,13 @@ type Gemini struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	inFlight, maxInFlight atomic.Int64
+	// ledger counts generate requests and hands them their faults.
+	ledger[GeminiFault]
 
-	mu        sync.Mutex
-	server    *httptest.Server
-	queue     []GeminiFault
-	fallback  GeminiFault
-	requests  []Request
-	generates int
-	seq       uint64
-	user      codeAssistUser
+	mu     sync.Mutex
+	server *httptest.Server
+	seq    uint64
+	user   codeAssistUser
 }
 
 // NewGemini returns the fake as a bare handler, for callers that serve it on
@@ -220,111 +221,22 @@ func (g *Gemini) Close() {
 	}
 }
 
-// Push queues faults; each generate request takes the oldest one. When the
-// queue is empty the default fault (SetDefault) applies.
-func (g *Gemini) Push(f ...GeminiFault) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, x := range f {
-		x.Header = x.Header.Clone()
-		g.queue = append(g.queue, x)
-	}
-}
-
-// SetDefault sets the fault applied when the queue is empty; the zero value
-// makes the fake healthy again.
-func (g *Gemini) SetDefault(f GeminiFault) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f.Header = f.Header.Clone()
-	g.fallback = f
-}
-
-// Requests returns a copy of every request received, in arrival order.
-func (g *Gemini) Requests() []Request {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]Request, len(g.requests))
-	for i, r := range g.requests {
-		r.Header = r.Header.Clone()
-		r.Body = append([]byte(nil), r.Body...)
-		out[i] = r
-	}
-	return out
-}
-
 // Reset forgets recorded requests, the generate count and queued faults.
 // The default fault and the Code Assist user's state stay.
 func (g *Gemini) Reset() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.requests = nil
-	g.queue = nil
-	g.generates = 0
+	g.resetLedger()
 }
 
 // MessageCount is the number of generate requests (generateContent and
 // streamGenerateContent, native and Code Assist) received, whatever their
 // outcome. countTokens and the Code Assist setup calls are not counted.
-func (g *Gemini) MessageCount() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.generates
-}
-
-// MaxInFlight is the most generate requests the fake was answering at once
-// since it started (or since ResetMaxInFlight).
-func (g *Gemini) MaxInFlight() int64 { return g.maxInFlight.Load() }
-
-// ResetMaxInFlight starts the MaxInFlight count again.
-func (g *Gemini) ResetMaxInFlight() { g.maxInFlight.Store(g.inFlight.Load()) }
-
-func (g *Gemini) enter() func() {
-	n := g.inFlight.Add(1)
-	for {
-		m := g.maxInFlight.Load()
-		if n <= m || g.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
-	return func() { g.inFlight.Add(-1) }
-}
-
-// nextFault takes the fault for one generate request and counts it.
-func (g *Gemini) nextFault() GeminiFault {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.generates++
-	if len(g.queue) == 0 {
-		return g.fallback
-	}
-	f := g.queue[0]
-	g.queue = g.queue[1:]
-	return f
-}
+func (g *Gemini) MessageCount() int { return g.counted() }
 
 func (g *Gemini) nextSeq() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.seq++
 	return g.seq
-}
-
-func (g *Gemini) record(r *http.Request, body []byte, at time.Time) {
-	if len(body) > maxRecordedBody {
-		body = body[:maxRecordedBody]
-	}
-	rec := Request{
-		Method:   r.Method,
-		Path:     r.URL.Path,
-		RawQuery: r.URL.RawQuery,
-		Header:   r.Header.Clone(),
-		Body:     append([]byte(nil), body...),
-		Time:     at,
-	}
-	g.mu.Lock()
-	g.requests = append(g.requests, rec)
-	g.mu.Unlock()
 }
 
 // pause waits d, or less if the request ends or the fake closes; it reports
@@ -424,7 +336,7 @@ func (g *Gemini) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f GeminiFault
 	if call.generates() {
 		defer g.enter()()
-		f = g.nextFault()
+		f = g.next()
 	}
 	ctx := r.Context()
 	if f.Hang {

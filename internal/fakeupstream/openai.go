@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -141,6 +140,11 @@ type OpenAIFault struct {
 	FailCode string
 }
 
+func (f OpenAIFault) clone() OpenAIFault {
+	f.Header = f.Header.Clone()
+	return f
+}
+
 // OpenAI is a fake of OpenAI's Responses API (api.openai.com/v1, API keys)
 // and of the ChatGPT Codex backend (chatgpt.com/backend-api/codex, OAuth
 // tokens) on one handler. It implements http.Handler; StartOpenAI also runs
@@ -153,17 +157,13 @@ type OpenAI struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	// inFlight and maxInFlight count generation requests being answered.
-	inFlight, maxInFlight atomic.Int64
+	// ledger counts generation requests and hands them their faults.
+	ledger[OpenAIFault]
 
-	mu        sync.Mutex
-	server    *httptest.Server
-	queue     []OpenAIFault
-	fallback  OpenAIFault
-	requests  []Request
-	responses int
-	seq       uint64
-	codex     codexState
+	mu     sync.Mutex
+	server *httptest.Server
+	seq    uint64
+	codex  codexState
 }
 
 // NewOpenAI returns the fake as a bare handler, for callers that serve it
@@ -222,26 +222,6 @@ func (o *OpenAI) Close() {
 	}
 }
 
-// Push queues faults; each generation request takes the oldest one. When
-// the queue is empty the default fault (SetDefault) applies.
-func (o *OpenAI) Push(f ...OpenAIFault) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, x := range f {
-		x.Header = x.Header.Clone()
-		o.queue = append(o.queue, x)
-	}
-}
-
-// SetDefault sets the fault applied when the queue is empty; the zero
-// OpenAIFault makes the fake healthy again.
-func (o *OpenAI) SetDefault(f OpenAIFault) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	f.Header = f.Header.Clone()
-	o.fallback = f
-}
-
 // SetCodexUsage replaces the subscription windows the Codex backend reports
 // and enforces; reset times count from now.
 func (o *OpenAI) SetCodexUsage(u CodexUsage) {
@@ -250,86 +230,16 @@ func (o *OpenAI) SetCodexUsage(u CodexUsage) {
 	o.codex.set(u, time.Now())
 }
 
-// Requests returns a copy of every request received, in arrival order.
-func (o *OpenAI) Requests() []Request {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	out := make([]Request, len(o.requests))
-	for i, r := range o.requests {
-		r.Header = r.Header.Clone()
-		r.Body = append([]byte(nil), r.Body...)
-		out[i] = r
-	}
-	return out
-}
-
 // Reset forgets recorded requests, the generation count and queued faults.
 // The default fault and the Codex usage stay.
 func (o *OpenAI) Reset() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.requests = nil
-	o.queue = nil
-	o.responses = 0
+	o.resetLedger()
 }
 
 // ResponseCount is the number of generation requests received (POSTs to a
 // responses or responses/compact route of either API), whatever their
 // outcome.
-func (o *OpenAI) ResponseCount() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.responses
-}
-
-// MaxInFlight is the most generation requests the fake was answering at
-// once since it started (or since ResetMaxInFlight).
-func (o *OpenAI) MaxInFlight() int64 { return o.maxInFlight.Load() }
-
-// ResetMaxInFlight starts the MaxInFlight count again.
-func (o *OpenAI) ResetMaxInFlight() { o.maxInFlight.Store(o.inFlight.Load()) }
-
-// enter counts one more request in flight and returns its leave.
-func (o *OpenAI) enter() func() {
-	n := o.inFlight.Add(1)
-	for {
-		m := o.maxInFlight.Load()
-		if n <= m || o.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
-	return func() { o.inFlight.Add(-1) }
-}
-
-// nextFault takes the fault for one generation request and counts it.
-func (o *OpenAI) nextFault() OpenAIFault {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.responses++
-	if len(o.queue) == 0 {
-		return o.fallback
-	}
-	f := o.queue[0]
-	o.queue = o.queue[1:]
-	return f
-}
-
-func (o *OpenAI) record(r *http.Request, body []byte, at time.Time) {
-	if len(body) > maxRecordedBody {
-		body = body[:maxRecordedBody]
-	}
-	rec := Request{
-		Method:   r.Method,
-		Path:     r.URL.Path,
-		RawQuery: r.URL.RawQuery,
-		Header:   r.Header.Clone(),
-		Body:     append([]byte(nil), body...),
-		Time:     at,
-	}
-	o.mu.Lock()
-	o.requests = append(o.requests, rec)
-	o.mu.Unlock()
-}
+func (o *OpenAI) ResponseCount() int { return o.counted() }
 
 // nextSeq numbers replies, for response and request ids.
 func (o *OpenAI) nextSeq() uint64 {

@@ -105,7 +105,7 @@ func (o *OpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f OpenAIFault
 	if route.generates() {
 		defer o.enter()()
-		f = o.nextFault()
+		f = o.next()
 	}
 	ctx := r.Context()
 	if f.Hang {
