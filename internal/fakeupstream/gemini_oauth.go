@@ -9,11 +9,9 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -65,18 +63,15 @@ const googleDefaultAccessTTL = 3599 * time.Second
 // the old one stays valid until revoked. All methods are safe for
 // concurrent use.
 type GoogleOAuth struct {
-	mu        sync.Mutex
-	server    *httptest.Server
+	// tokenDesk guards every field below with its mu.
+	tokenDesk
+
 	accessTTL time.Duration
 	codes     map[string]*googleCode
 	refresh   map[string]googleGrant // live refresh tokens
 	access    map[string]googleAccess
 	revoked   map[int]bool // grant ids
 	grants    int
-	faults    []oauthFault
-	refreshes int
-	exchanges int
-	requests  []Request
 }
 
 type googleCode struct {
@@ -108,6 +103,7 @@ const (
 // bench).
 func NewGoogleOAuth() *GoogleOAuth {
 	return &GoogleOAuth{
+		tokenDesk: tokenDesk{failBody: `{"error":"internal_failure"}`, failType: "application/json; charset=utf-8"},
 		accessTTL: googleDefaultAccessTTL,
 		codes:     map[string]*googleCode{},
 		refresh:   map[string]googleGrant{},
@@ -121,22 +117,8 @@ func NewGoogleOAuth() *GoogleOAuth {
 func StartGoogleOAuth(tb testing.TB) *GoogleOAuth {
 	tb.Helper()
 	o := NewGoogleOAuth()
-	srv := httptest.NewServer(o)
-	o.mu.Lock()
-	o.server = srv
-	o.mu.Unlock()
-	tb.Cleanup(srv.Close)
+	o.start(tb, o)
 	return o
-}
-
-// URL is the root of a started fake; empty for a bare handler.
-func (o *GoogleOAuth) URL() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.server == nil {
-		return ""
-	}
-	return o.server.URL
 }
 
 // AuthorizeURL is the fake's authorize endpoint (the consent page).
@@ -197,30 +179,6 @@ func (o *GoogleOAuth) ExpireAccessTokens() {
 	}
 }
 
-// RefreshCalls counts refresh_token grant requests received, failed ones
-// included.
-func (o *GoogleOAuth) RefreshCalls() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.refreshes
-}
-
-// ExchangeCalls counts authorization_code grant requests received.
-func (o *GoogleOAuth) ExchangeCalls() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.exchanges
-}
-
-// FailNext makes the next token-endpoint request fail with this status and
-// body (empty body: {"error":"internal_failure"}) before anything is
-// checked or consumed. Calls queue up.
-func (o *GoogleOAuth) FailNext(status int, body string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.faults = append(o.faults, oauthFault{status: status, body: body})
-}
-
 // Revoke kills the grant a refresh token belongs to, as the user removing
 // the app's access does: the refresh token and every access token of the
 // grant stop working, and refresh answers invalid_grant.
@@ -251,13 +209,6 @@ func (o *GoogleOAuth) accessState(tok string) (scope string, st googleTokenState
 		return a.scope, googleTokenExpired
 	}
 	return a.scope, googleTokenLive
-}
-
-// TokenRequests returns the token-endpoint requests received so far.
-func (o *GoogleOAuth) TokenRequests() []Request {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return slices.Clone(o.requests)
 }
 
 // ServeHTTP routes to the authorize, token, revoke and userinfo endpoints.
@@ -366,27 +317,11 @@ func (o *GoogleOAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	form, formOK := googleTokenForm(r, raw)
+	grant := form.Get("grant_type")
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.requests = append(o.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		Header: r.Header.Clone(), Body: raw, Time: time.Now()})
-	switch form.Get("grant_type") {
-	case "refresh_token":
-		o.refreshes++
-	case "authorization_code":
-		o.exchanges++
-	}
-	if len(o.faults) > 0 {
-		f := o.faults[0]
-		o.faults = o.faults[1:]
-		body := f.body
-		if body == "" {
-			body = `{"error":"internal_failure"}`
-		}
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(f.status)
-		_, _ = io.WriteString(w, body)
+	if !o.admitLocked(w, r, raw, grant) {
 		return
 	}
 	if r.Method != http.MethodPost {

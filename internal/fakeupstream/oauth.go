@@ -9,11 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -56,8 +54,9 @@ const maxTokenLifetime = 365 * 24 * time.Hour
 // the OAuth beta on usage, and no profile/usage access for inference-only
 // (setup-token) tokens. All methods are safe for concurrent use.
 type OAuth struct {
-	mu        sync.Mutex
-	server    *httptest.Server
+	// tokenDesk guards every field below with its mu.
+	tokenDesk
+
 	accessTTL time.Duration
 	codes     map[string]*oauthCode
 	refresh   map[string]oauthGrant // unused refresh tokens
@@ -65,10 +64,6 @@ type OAuth struct {
 	access    map[string]oauthAccess
 	revoked   map[int]bool // grant families
 	families  int
-	faults    []oauthFault
-	refreshes int
-	exchanges int
-	requests  []Request
 	plan      string
 	usageJSON string
 }
@@ -89,14 +84,10 @@ type oauthAccess struct {
 	expires time.Time
 }
 
-type oauthFault struct {
-	status int
-	body   string
-}
-
 // NewOAuth returns the fake as a bare handler (for cmd/ fakes and bench).
 func NewOAuth() *OAuth {
 	return &OAuth{
+		tokenDesk: tokenDesk{failBody: `{"error":"server_error"}`, failType: "application/json"},
 		accessTTL: defaultAccessTTL,
 		codes:     map[string]*oauthCode{},
 		refresh:   map[string]oauthGrant{},
@@ -112,22 +103,8 @@ func NewOAuth() *OAuth {
 func StartOAuth(tb testing.TB) *OAuth {
 	tb.Helper()
 	o := NewOAuth()
-	srv := httptest.NewServer(o)
-	o.mu.Lock()
-	o.server = srv
-	o.mu.Unlock()
-	tb.Cleanup(srv.Close)
+	o.start(tb, o)
 	return o
-}
-
-// URL is the root of a started fake; empty for a bare handler.
-func (o *OAuth) URL() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.server == nil {
-		return ""
-	}
-	return o.server.URL
 }
 
 // AuthorizeURL is the fake's authorize endpoint (the claude.ai page).
@@ -157,36 +134,12 @@ func (o *OAuth) issueCode(challenge, state, scope string) string {
 	return code
 }
 
-// RefreshCalls counts refresh_token grant requests received, failed ones
-// included.
-func (o *OAuth) RefreshCalls() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.refreshes
-}
-
-// ExchangeCalls counts authorization_code grant requests received.
-func (o *OAuth) ExchangeCalls() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.exchanges
-}
-
 // SetAccessTTL sets the lifetime of access tokens issued from now on
 // (default 8 h). A request's own expires_in (setup tokens) still wins.
 func (o *OAuth) SetAccessTTL(d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.accessTTL = d
-}
-
-// FailNext makes the next token-endpoint request fail with this status and
-// body (empty body: {"error":"server_error"}) before anything is checked or
-// consumed. Calls queue up.
-func (o *OAuth) FailNext(status int, body string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.faults = append(o.faults, oauthFault{status: status, body: body})
 }
 
 // Revoke kills the grant a refresh token belongs to, as a user logging out
@@ -222,14 +175,6 @@ func (o *OAuth) SetUsage(body string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.usageJSON = body
-}
-
-// TokenRequests returns the token-endpoint requests received so far, for
-// tests of headers and body fields.
-func (o *OAuth) TokenRequests() []Request {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return slices.Clone(o.requests)
 }
 
 // ServeHTTP routes to the four endpoints.
@@ -300,29 +245,14 @@ func (o *OAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var b tokenBody
 	jsonErr := json.Unmarshal(raw, &b)
+	grant := ""
+	if jsonErr == nil {
+		grant = b.GrantType
+	}
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.requests = append(o.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		Header: r.Header.Clone(), Body: raw, Time: time.Now()})
-	if jsonErr == nil {
-		switch b.GrantType {
-		case "refresh_token":
-			o.refreshes++
-		case "authorization_code":
-			o.exchanges++
-		}
-	}
-	if len(o.faults) > 0 {
-		f := o.faults[0]
-		o.faults = o.faults[1:]
-		body := f.body
-		if body == "" {
-			body = `{"error":"server_error"}`
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(f.status)
-		_, _ = io.WriteString(w, body)
+	if !o.admitLocked(w, r, raw, grant) {
 		return
 	}
 	if r.Method != http.MethodPost {

@@ -9,11 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -80,8 +78,9 @@ func DefaultOpenAIIdentity() OpenAIIdentity {
 // them without verifying, as Codex does. All methods are safe for
 // concurrent use.
 type OpenAIOAuth struct {
-	mu        sync.Mutex
-	server    *httptest.Server
+	// tokenDesk guards every field below with its mu.
+	tokenDesk
+
 	key       []byte
 	accessTTL time.Duration
 	identity  OpenAIIdentity
@@ -91,10 +90,6 @@ type OpenAIOAuth struct {
 	access    map[string]openaiAccess
 	revoked   map[int]bool // grant families
 	families  int
-	faults    []openaiOAuthFault
-	refreshes int
-	exchanges int
-	requests  []Request
 }
 
 type openaiCode struct {
@@ -115,11 +110,6 @@ type openaiAccess struct {
 	expires time.Time
 }
 
-type openaiOAuthFault struct {
-	status int
-	body   string
-}
-
 // accessState is what the fake knows of a presented access token.
 type accessState int
 
@@ -136,6 +126,7 @@ func NewOpenAIOAuth() *OpenAIOAuth {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	return &OpenAIOAuth{
+		tokenDesk: tokenDesk{failBody: `{"error":"server_error"}`, failType: "application/json"},
 		key:       key,
 		accessTTL: openaiDefaultAccessTTL,
 		identity:  DefaultOpenAIIdentity(),
@@ -152,22 +143,8 @@ func NewOpenAIOAuth() *OpenAIOAuth {
 func StartOpenAIOAuth(tb testing.TB) *OpenAIOAuth {
 	tb.Helper()
 	o := NewOpenAIOAuth()
-	srv := httptest.NewServer(o)
-	o.mu.Lock()
-	o.server = srv
-	o.mu.Unlock()
-	tb.Cleanup(srv.Close)
+	o.start(tb, o)
 	return o
-}
-
-// URL is the root of a started fake (the issuer); empty for a bare handler.
-func (o *OpenAIOAuth) URL() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.server == nil {
-		return ""
-	}
-	return o.server.URL
 }
 
 // AuthorizeURL is the fake's authorize endpoint.
@@ -206,30 +183,6 @@ func (o *OpenAIOAuth) SetAccessTTL(d time.Duration) {
 	o.accessTTL = d
 }
 
-// RefreshCalls counts refresh_token grant requests received, failed ones
-// included.
-func (o *OpenAIOAuth) RefreshCalls() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.refreshes
-}
-
-// ExchangeCalls counts authorization_code grant requests received.
-func (o *OpenAIOAuth) ExchangeCalls() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.exchanges
-}
-
-// FailNext makes the next token-endpoint request fail with this status and
-// body (empty body: {"error":"server_error"}) before anything is checked or
-// consumed. Calls queue up.
-func (o *OpenAIOAuth) FailNext(status int, body string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.faults = append(o.faults, openaiOAuthFault{status: status, body: body})
-}
-
 // Revoke kills the grant a refresh token belongs to, as signing out
 // everywhere does: that refresh token, its successors and the access tokens
 // issued with them stop working; refresh answers invalid_grant.
@@ -246,14 +199,6 @@ func (o *OpenAIOAuth) Revoke(refreshToken string) {
 func (o *OpenAIOAuth) AccessTokenValid(tok string) bool {
 	_, st := o.lookupAccess(tok, time.Now())
 	return st == accessLive
-}
-
-// TokenRequests returns the token-endpoint requests received so far, for
-// tests of headers and body fields.
-func (o *OpenAIOAuth) TokenRequests() []Request {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return slices.Clone(o.requests)
 }
 
 // lookupAccess tells the fake OpenAI what a bearer token is.
@@ -357,29 +302,14 @@ func (o *OpenAIOAuth) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, parsed := parseOpenAITokenBody(r.Header.Get("Content-Type"), raw)
+	grant := ""
+	if parsed {
+		grant = b.GrantType
+	}
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.requests = append(o.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		Header: r.Header.Clone(), Body: raw, Time: time.Now()})
-	if parsed {
-		switch b.GrantType {
-		case "refresh_token":
-			o.refreshes++
-		case "authorization_code":
-			o.exchanges++
-		}
-	}
-	if len(o.faults) > 0 {
-		f := o.faults[0]
-		o.faults = o.faults[1:]
-		body := f.body
-		if body == "" {
-			body = `{"error":"server_error"}`
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(f.status)
-		_, _ = io.WriteString(w, body)
+	if !o.admitLocked(w, r, raw, grant) {
 		return
 	}
 	switch {
