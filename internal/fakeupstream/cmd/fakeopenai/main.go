@@ -11,29 +11,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
-	"time"
 
 	"github.com/crs-relay/crs/internal/fakeupstream"
+	"github.com/crs-relay/crs/internal/fakeupstream/cmd/internal/fakecmd"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "fakeopenai:", err)
-		os.Exit(1)
-	}
-}
+func main() { fakecmd.Main("fakeopenai", run) }
 
 // run serves until ctx ends, writing the base URL as the first line of out.
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -53,11 +39,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if !*openCodex {
 		opts.OAuth = oauth
 	}
-	for _, k := range strings.Split(*keys, ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			opts.APIKeys = append(opts.APIKeys, k)
-		}
-	}
+	opts.APIKeys = fakecmd.Keys(*keys)
 	fake := fakeupstream.NewOpenAI(opts)
 	defer fake.Close()
 
@@ -65,28 +47,5 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	mux.Handle("/oauth/", oauth)
 	mux.Handle("/", fake)
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if _, err := fmt.Fprintf(out, "http://%s\n", ln.Addr()); err != nil {
-		_ = ln.Close()
-		return err
-	}
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	fake.Close() // release hanging requests so Shutdown can finish
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return fakecmd.Serve(ctx, *addr, mux, out, fake.Close)
 }
