@@ -603,3 +603,27 @@ func TestAccountsAddTakesOptions(t *testing.T) {
 		t.Fatalf("a refused add stored an account: %d accounts", len(list))
 	}
 }
+
+// TestBoundAccountIsNotRemoved: an account a key is bound to cannot be
+// removed (the key would serve nothing); the refusal names the key, and
+// once the key is rebound the account goes.
+func TestBoundAccountIsNotRemoved(t *testing.T) {
+	up := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
+	dir := newDataDir(t)
+	id := addAccount(t, dir, up, "a", 50)
+	k := policyKey(t, dir, "bound", "--account", id)
+	_, errOut := runCLI(t, dir, "accounts", "remove", id)
+	if !strings.Contains(errOut, string(k.ID)) || !strings.Contains(errOut, "rebind") {
+		t.Fatalf("removing a bound account: %q", errOut)
+	}
+	if accountView(t, dir, store.AccountID(id)).ID == "" {
+		t.Fatal("the account is gone")
+	}
+	cliRun(t, dir, "", "keys", "update", string(k.ID), "--account", "")
+	cliRun(t, dir, "", "accounts", "remove", id)
+	var list []admin.AccountView
+	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "list", "--json"), &list)
+	if len(list) != 0 {
+		t.Fatalf("account still listed after the key was unbound: %+v", list)
+	}
+}

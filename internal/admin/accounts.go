@@ -432,9 +432,18 @@ func (s *Service) UpdateAccount(ctx context.Context, id store.AccountID, p Accou
 // RemoveAccount deletes an account for good (accounts have no soft delete:
 // the credential is the valuable part and should not linger). Its usage
 // records stay and show the account ID without a name.
+// A key bound to the account (removed keys included) must be rebound
+// first: it would otherwise serve nothing (*InUseError).
 func (s *Service) RemoveAccount(ctx context.Context, id store.AccountID) error {
 	if _, err := s.Store.GetAccount(ctx, id); err != nil {
 		return err
+	}
+	bound, err := s.boundKeys(ctx, string(id))
+	if err != nil {
+		return err
+	}
+	if len(bound) > 0 {
+		return &InUseError{What: "account", ID: string(id), Keys: bound}
 	}
 	return s.Store.DeleteAccount(ctx, id)
 }

@@ -229,7 +229,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var inv *InvalidError
 	var tooBig *http.MaxBytesError
 	var oe *OAuthError
-	var inUse *GroupInUseError
+	var inUse *InUseError
 	switch {
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, "invalid_request", inv.Error())

@@ -30,21 +30,37 @@ type GroupInput struct {
 	Platform string `json:"platform"`
 }
 
-// GroupInUseError refuses to delete a group that keys are bound to: those
-// keys would lose every account at once (a missing group serves nothing),
-// which should be the admin's explicit choice, made by rebinding them.
-// Soft-deleted keys count, since a restore brings their binding back.
-type GroupInUseError struct {
-	Group store.GroupID
-	Keys  []store.KeyID
+// InUseError refuses to delete a group or an account that keys are bound
+// to: those keys would then serve nothing (a binding never silently falls
+// back to the shared pool). It names the keys to rebind first.
+type InUseError struct {
+	What string // "group" or "account"
+	ID   string
+	Keys []store.KeyID
 }
 
-func (e *GroupInUseError) Error() string {
+func (e *InUseError) Error() string {
 	ids := make([]string, len(e.Keys))
 	for i, k := range e.Keys {
 		ids[i] = string(k)
 	}
-	return fmt.Sprintf("group %s is bound by keys %s; rebind or unbind them first", e.Group, strings.Join(ids, ", "))
+	return fmt.Sprintf("%s %s is bound by keys %s; rebind or unbind them first", e.What, e.ID, strings.Join(ids, ", "))
+}
+
+// boundKeys lists the keys (removed ones included, since they can be
+// restored) bound to binding: an account id or "group:ID".
+func (s *Service) boundKeys(ctx context.Context, binding string) ([]store.KeyID, error) {
+	keys, err := s.Store.ListKeys(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	var bound []store.KeyID
+	for _, k := range keys {
+		if k.Policy.Account == binding {
+			bound = append(bound, k.ID)
+		}
+	}
+	return bound, nil
 }
 
 func groupView(g store.Group) GroupView {
@@ -142,25 +158,19 @@ func (s *Service) RemoveGroupMember(ctx context.Context, id store.GroupID, acct 
 }
 
 // DeleteGroup deletes a group that no key (removed ones included) is bound
-// to; otherwise it answers a *GroupInUseError naming the keys. The check
+// to; otherwise it answers an *InUseError naming the keys. The check
 // and the delete are two steps: a key bound in between is left bound to a
 // missing group, which serves nothing rather than the shared pool.
 func (s *Service) DeleteGroup(ctx context.Context, id store.GroupID) error {
 	if _, err := s.Store.GetGroup(ctx, id); err != nil {
 		return err
 	}
-	keys, err := s.Store.ListKeys(ctx, true)
+	bound, err := s.boundKeys(ctx, groupPrefix+string(id))
 	if err != nil {
 		return err
 	}
-	var bound []store.KeyID
-	for _, k := range keys {
-		if k.Policy.Account == groupPrefix+string(id) {
-			bound = append(bound, k.ID)
-		}
-	}
 	if len(bound) > 0 {
-		return &GroupInUseError{Group: id, Keys: bound}
+		return &InUseError{What: "group", ID: string(id), Keys: bound}
 	}
 	return s.Store.DeleteGroup(ctx, id)
 }
