@@ -16,11 +16,8 @@ import (
 const (
 	errInvalidRequest = "invalid_request_error"
 	errAuthentication = "authentication_error"
-	errBilling        = "billing_error"
-	errPermission     = "permission_error"
 	errNotFound       = "not_found_error"
 	errTooLarge       = "request_too_large"
-	errRateLimit      = "rate_limit_error"
 	errAPI            = "api_error"
 	errOverloaded     = "overloaded_error"
 )
@@ -148,11 +145,6 @@ func (anthropicShape) body(e apiError) []byte {
 func (anthropicShape) status(s int) int { return s }
 
 func (s anthropicShape) streamEvent(e apiError) (string, []byte) { return "error", s.body(e) }
-
-// errorJSON is Anthropic's error object, fields in the API's order.
-func errorJSON(typ, msg string) []byte {
-	return anthropicShape{}.body(apiError{Kind: typ, Message: msg})
-}
 
 // openAIShape is {"error":{"message","type","param","code"}}. 529 becomes
 // 503: OpenAI clients know no 529 (both are retried).

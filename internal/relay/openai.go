@@ -42,13 +42,25 @@ func (r *Relay) Responses(w http.ResponseWriter, req *http.Request) {
 		writeError(w, c.shape, apiError{Status: http.StatusBadRequest, Kind: errInvalidRequest, Message: "request body is not a JSON object"})
 		return
 	}
-	if m := root.Get("model"); m.Type != gjson.String || m.String() == "" {
+	// One pass over the top-level keys: Codex bodies run to 50 KB, and
+	// "stream" may come after "input".
+	var model gjson.Result
+	stream := false
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			model = v
+		case "stream":
+			stream = v.Bool()
+		}
+		return true
+	})
+	if model.Type != gjson.String || model.Str == "" {
 		writeError(w, c.shape, apiError{Status: http.StatusBadRequest, Kind: errInvalidRequest, Message: "model: a model name is required"})
 		return
-	} else {
-		c.model = m.String()
 	}
-	c.stream = path == "/responses" && root.Get("stream").Bool()
+	c.model = model.Str
+	c.stream = path == "/responses" && stream
 	if s := openai.SessionID(req.Header, c.body); s != "" {
 		c.sticky = string(c.key.ID) + "|" + string(store.PlatformOpenAI) + "|" + s
 	}
