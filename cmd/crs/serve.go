@@ -29,7 +29,6 @@ import (
 	"github.com/crs-relay/crs/internal/scheduler"
 	"github.com/crs-relay/crs/internal/server"
 	"github.com/crs-relay/crs/internal/store"
-	"github.com/crs-relay/crs/internal/store/memcounters"
 	"github.com/crs-relay/crs/internal/usage"
 )
 
@@ -104,10 +103,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	// Onboarding from the admin API shares the relay's pooled transports.
 	e.Admin.OAuth.HTTPClient = pool.Client
 	sched := scheduler.New(e.Store, scheduler.Options{StickyTTL: cfg.StickyTTL})
-	// Embedded mode: limit counters live in this process (the lockfile
-	// makes it the only server on the store); spend is re-read from usage
-	// records after a restart.
-	counters := memcounters.New(nil)
+	// The store's counters: in this process for the embedded store, shared
+	// by every instance for the shared one.
+	counters := e.Store.Counters()
 	limits := policy.New(policy.Options{
 		Counters: counters, Spend: e.Store.SummarizeUsage, Activate: e.Store.ActivateKey,
 		Location: cfg.Location, Queue: cfg.ConcurrencyQueue, QueueTimeout: cfg.ConcurrencyQueueTimeout,

@@ -202,14 +202,14 @@ func (s *Scheduler) Reload(ctx context.Context) error {
 func (s *Scheduler) Pick(ctx context.Context, req Request) (store.Account, error) {
 	now := s.now()
 	if req.Session != "" {
-		id, ok, err := s.st.GetSticky(ctx, req.Session)
+		id, ok, err := s.st.GetSticky(ctx, req.Session, s.stickyTTL)
 		if err != nil {
 			return store.Account{}, err
 		}
 		if ok {
 			if a, found := s.usable(id, req, now); found {
-				s.markUsed(a.ID, now)
-				return a, s.st.SetSticky(ctx, req.Session, a.ID, s.stickyTTL)
+				s.markUsed(a.ID, now) // GetSticky renewed the binding
+				return a, nil
 			}
 			// The bound account cannot serve: drop the binding so the
 			// conversation moves on instead of failing.

@@ -17,6 +17,7 @@ type Store interface {
 	OAuthSessions
 	Locks
 	Groups
+	Settings
 
 	// Backend names the implementation ("sqlite", "redis").
 	Backend() string
@@ -27,6 +28,16 @@ type Store interface {
 	// them. Callers poll it to invalidate caches. Usage writes and
 	// last-used touches do not change it.
 	ChangeVersion(ctx context.Context) (uint64, error)
+	// Changes returns a channel that receives soon after any process
+	// changed what ChangeVersion covers, so caches reload at once instead
+	// of at the next poll. Sends are coalesced and may be spurious; nil
+	// when the backend cannot push (callers then rely on polling). Callers
+	// must still poll: a missed message is possible.
+	Changes() <-chan struct{}
+	// Counters returns the limit counters of this backend: in this
+	// process for the embedded store (one server per data directory), in
+	// the shared store for the shared one.
+	Counters() LimitCounters
 	Close() error
 }
 
@@ -97,8 +108,10 @@ type Usage interface {
 
 // Sticky maps a conversation to the account that served it.
 type Sticky interface {
-	// GetSticky returns the account bound to session, if the binding lives.
-	GetSticky(ctx context.Context, session string) (AccountID, bool, error)
+	// GetSticky returns the account bound to session, if the binding
+	// lives. When renew > 0 a live binding is extended to renew from now
+	// in the same step, so a hit costs one call.
+	GetSticky(ctx context.Context, session string, renew time.Duration) (AccountID, bool, error)
 	// SetSticky binds session to id for ttl (renewing it).
 	SetSticky(ctx context.Context, session string, id AccountID, ttl time.Duration) error
 	DeleteSticky(ctx context.Context, session string) error
@@ -140,6 +153,16 @@ type Groups interface {
 	RemoveGroupMember(ctx context.Context, id GroupID, acct AccountID) error
 }
 
+// Settings are named values an admin changes at run time (notification
+// channels, console switches). A value is an opaque blob its owner encodes
+// (and seals, when it holds secrets). Changes move ChangeVersion.
+type Settings interface {
+	// GetSetting returns the value of name; ErrNotFound when unset.
+	GetSetting(ctx context.Context, name string) ([]byte, error)
+	// SetSetting stores value under name; a nil value removes it.
+	SetSetting(ctx context.Context, name string, value []byte) error
+}
+
 // LimitCounters are the hot numbers limits check: fixed windows, spend and
 // in-flight slots. The embedded mode keeps them in memory (spend is
 // re-read from usage records after a restart); the shared mode keeps them
@@ -170,4 +193,8 @@ type Locks interface {
 	// Unlock releases the lease if token still owns it (a lease that
 	// expired and was taken by another is left alone).
 	Unlock(ctx context.Context, name, token string) error
+	// RenewLock extends the lease to ttl from now if token still owns it,
+	// and reports whether it did (false: the lease expired and is gone or
+	// another took it).
+	RenewLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
 }

@@ -54,3 +54,22 @@ func (s *Store) Unlock(ctx context.Context, name, token string) error {
 	}
 	return nil
 }
+
+// RenewLock extends the lease to ttl from now if token still owns it and it
+// has not expired.
+func (s *Store) RenewLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("sqlite: renew lock %q: ttl %v must be positive", name, ttl)
+	}
+	now := s.now()
+	res, err := s.write.ExecContext(ctx, `UPDATE locks SET expires_at = ? WHERE name = ? AND token = ? AND expires_at > ?`,
+		ms(now.Add(ttl)), name, token, ms(now))
+	if err != nil {
+		return false, fmt.Errorf("sqlite: renew lock %q: %w", name, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlite: renew lock %q: %w", name, err)
+	}
+	return n == 1, nil
+}

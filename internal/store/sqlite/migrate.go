@@ -272,6 +272,25 @@ END;
 ALTER TABLE usage_records ADD COLUMN rated_cost_pico INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage_rollups ADD COLUMN rated_pico      INTEGER NOT NULL DEFAULT 0;
 `,
+	// 5: settings an admin changes at run time (notification channels,
+	// console switches), each a named blob. They change what every
+	// instance does, so they bump change_version.
+	`
+CREATE TABLE settings (
+	name       TEXT PRIMARY KEY,
+	value      BLOB NOT NULL,
+	updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER settings_ins AFTER INSERT ON settings BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER settings_del AFTER DELETE ON settings BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+CREATE TRIGGER settings_upd AFTER UPDATE ON settings BEGIN
+	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
+END;
+`,
 }
 
 // schemaVersion is the version a fully migrated file has.

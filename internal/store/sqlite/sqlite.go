@@ -22,6 +22,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/memcounters"
 )
 
 // Options tune a Store. The zero value is ready to use.
@@ -53,6 +54,9 @@ type Store struct {
 	loc    *time.Location
 	now    func() time.Time
 	sticky *stickyMap
+	// counters are the limit counters: in this process, since one server
+	// runs per data directory (the lockfile).
+	counters *memcounters.Counters
 
 	// Hot-path statements, prepared once (usageStatements).
 	stmtMu       sync.Mutex
@@ -85,9 +89,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	s := &Store{
-		loc:    opts.Location,
-		now:    opts.Now,
-		sticky: newStickyMap(),
+		loc:      opts.Location,
+		now:      opts.Now,
+		sticky:   newStickyMap(),
+		counters: memcounters.New(nil),
 	}
 	if s.loc == nil {
 		s.loc = time.Local
@@ -162,6 +167,14 @@ func dsn(path string, readOnly bool) string {
 
 // Backend names the implementation.
 func (s *Store) Backend() string { return "sqlite" }
+
+// Changes is nil: another process's change (the CLI) can only be seen by
+// polling ChangeVersion.
+func (s *Store) Changes() <-chan struct{} { return nil }
+
+// Counters returns the in-process limit counters. Spend counters are
+// re-seeded from usage records after a restart (package policy).
+func (s *Store) Counters() store.LimitCounters { return s.counters }
 
 // Ping checks that the file answers a query.
 func (s *Store) Ping(ctx context.Context) error {

@@ -379,11 +379,11 @@ func TestInjectedClock(t *testing.T) {
 
 	must(t, s.SetSticky(ctx, "a", "acct", time.Minute))
 	clock.Advance(time.Minute - time.Millisecond)
-	if _, ok, _ := s.GetSticky(ctx, "a"); !ok {
+	if _, ok, _ := s.GetSticky(ctx, "a", 0); !ok {
 		t.Error("binding gone before its TTL")
 	}
 	clock.Advance(time.Millisecond)
-	if _, ok, _ := s.GetSticky(ctx, "a"); ok {
+	if _, ok, _ := s.GetSticky(ctx, "a", 0); ok {
 		t.Error("binding alive at its TTL")
 	}
 
@@ -401,7 +401,7 @@ func TestInjectedClock(t *testing.T) {
 		t.Errorf("%d bindings kept after the sweep, want 1", n)
 	}
 	must(t, s.SetSticky(ctx, "new", "acct", 0))
-	if _, ok, _ := s.GetSticky(ctx, "new"); ok {
+	if _, ok, _ := s.GetSticky(ctx, "new", 0); ok {
 		t.Error("SetSticky with ttl 0 left the binding")
 	}
 

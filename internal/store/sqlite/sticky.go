@@ -33,8 +33,9 @@ func newStickyMap() *stickyMap {
 	return &stickyMap{m: make(map[string]stickyEntry)}
 }
 
-// GetSticky returns the account bound to session, if the binding lives.
-func (s *Store) GetSticky(ctx context.Context, session string) (store.AccountID, bool, error) {
+// GetSticky returns the account bound to session, if the binding lives,
+// extending a live one to renew from now when renew > 0.
+func (s *Store) GetSticky(ctx context.Context, session string, renew time.Duration) (store.AccountID, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return "", false, err
 	}
@@ -49,6 +50,9 @@ func (s *Store) GetSticky(ctx context.Context, session string) (store.AccountID,
 	if !now.Before(e.expires) {
 		delete(sm.m, session)
 		return "", false, nil
+	}
+	if renew > 0 {
+		sm.m[session] = stickyEntry{id: e.id, expires: now.Add(renew)}
 	}
 	return e.id, true, nil
 }

@@ -105,3 +105,47 @@ func testLockRace(t *testing.T, s store.Store) {
 		t.Errorf("%d of %d racing TryLocks own the lease, want exactly 1", got, n)
 	}
 }
+
+func testRenewLock(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	tok, ok, err := s.TryLock(ctx, "leader", 200*time.Millisecond)
+	must(t, err)
+	if !ok {
+		t.Fatal("TryLock of a free lease: not ok")
+	}
+	if ok, err := s.RenewLock(ctx, "leader", "not-the-token", time.Hour); err != nil || ok {
+		t.Errorf("RenewLock with a wrong token = %v, %v; want false", ok, err)
+	}
+	// Renewed past its first ttl, the lease stays held.
+	time.Sleep(100 * time.Millisecond)
+	if ok, err := s.RenewLock(ctx, "leader", tok, time.Second); err != nil || !ok {
+		t.Fatalf("RenewLock by the owner = %v, %v", ok, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, ok, err := s.TryLock(ctx, "leader", time.Minute); err != nil || ok {
+		t.Errorf("TryLock of a renewed lease: ok %v, %v; want held", ok, err)
+	}
+	// Once it lapsed and another took it, the old owner cannot renew.
+	short, ok, err := s.TryLock(ctx, "short", 50*time.Millisecond)
+	must(t, err)
+	if !ok {
+		t.Fatal("TryLock short: not ok")
+	}
+	time.Sleep(80 * time.Millisecond)
+	if ok, err := s.RenewLock(ctx, "short", short, time.Minute); err != nil || ok {
+		t.Errorf("RenewLock of a lapsed lease = %v, %v; want false", ok, err)
+	}
+	other, ok, err := s.TryLock(ctx, "short", time.Minute)
+	must(t, err)
+	if !ok || other == short {
+		t.Fatalf("TryLock after lapse = %q, %v", other, ok)
+	}
+	if ok, err := s.RenewLock(ctx, "short", short, time.Minute); err != nil || ok {
+		t.Errorf("RenewLock by the old owner after a takeover = %v, %v; want false", ok, err)
+	}
+	if _, err := s.RenewLock(ctx, "short", other, 0); err == nil {
+		t.Error("RenewLock with ttl 0: no error")
+	}
+	must(t, s.Unlock(ctx, "leader", tok))
+	must(t, s.Unlock(ctx, "short", other))
+}

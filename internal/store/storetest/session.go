@@ -11,7 +11,7 @@ func testSticky(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	get := func(session string) (store.AccountID, bool) {
 		t.Helper()
-		id, ok, err := s.GetSticky(ctx, session)
+		id, ok, err := s.GetSticky(ctx, session, 0)
 		must(t, err)
 		return id, ok
 	}
@@ -41,7 +41,7 @@ func testSticky(t *testing.T, s store.Store) {
 func testStickyTTL(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	bound := func(session string) bool {
-		_, ok, err := s.GetSticky(ctx, session)
+		_, ok, err := s.GetSticky(ctx, session, 0)
 		must(t, err)
 		return ok
 	}
@@ -68,6 +68,29 @@ func testStickyTTL(t *testing.T, s store.Store) {
 	}
 	if !bound("long") {
 		t.Error("one-hour binding gone")
+	}
+}
+
+func testStickyRenewOnGet(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	must(t, s.SetSticky(ctx, "conv", "acct-a", 300*time.Millisecond))
+	start := time.Now()
+	// A hit with renew extends the binding; a miss creates nothing.
+	time.Sleep(150 * time.Millisecond)
+	id, ok, err := s.GetSticky(ctx, "conv", time.Hour)
+	must(t, err)
+	if !ok || id != "acct-a" {
+		t.Fatalf("GetSticky with renew = %q, %v; want acct-a", id, ok)
+	}
+	if _, ok, err := s.GetSticky(ctx, "unbound", time.Hour); err != nil || ok {
+		t.Errorf("GetSticky of an unbound session with renew: ok %v, %v", ok, err)
+	}
+	time.Sleep(300*time.Millisecond - time.Since(start) + 150*time.Millisecond)
+	if id, ok, err := s.GetSticky(ctx, "conv", 0); err != nil || !ok || id != "acct-a" {
+		t.Errorf("binding renewed on get expired with its first TTL: %q, %v, %v", id, ok, err)
+	}
+	if _, ok, err := s.GetSticky(ctx, "unbound", 0); err != nil || ok {
+		t.Errorf("GetSticky with renew bound an unknown session: ok %v, %v", ok, err)
 	}
 }
 

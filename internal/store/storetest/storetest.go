@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RatedCost", testRatedCost},
 		{"Sticky", testSticky},
 		{"StickyTTL", testStickyTTL},
+		{"StickyRenewOnGet", testStickyRenewOnGet},
 		{"Admin", testAdmin},
 		{"Sessions", testSessions},
 		{"SessionExpiry", testSessionExpiry},
@@ -99,6 +100,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Locks", testLocks},
 		{"LockExpiry", testLockExpiry},
 		{"LockRace", testLockRace},
+		{"RenewLock", testRenewLock},
+		{"Settings", testSettings},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {
