@@ -112,6 +112,13 @@ type Config struct {
 	// ShutdownTimeout bounds the drain of in-flight streams on SIGTERM
 	// (SHUTDOWN_TIMEOUT, a Go duration).
 	ShutdownTimeout time.Duration
+	// Redis configures the shared store (REDIS_URL or REDIS_HOST and
+	// friends, REDIS_KEY_PREFIX); unset means the embedded store.
+	Redis Redis
+	// SlotLease is how long a concurrency slot outlives an instance that
+	// died holding it (CONCURRENCY_LEASE); held slots are renewed while
+	// their request runs.
+	SlotLease time.Duration
 	// PprofAddr, when set, serves net/http/pprof there (PPROF_ADDR, e.g.
 	// 127.0.0.1:6060); off by default, and never on the main listener.
 	PprofAddr string
@@ -134,8 +141,12 @@ func Vars() []Var {
 		{"LOG_FORMAT", "(text on a terminal, else json)", "text or json"},
 		{"LOG_DIR", "(none)", "also log to DIR/crs.log, rotated at 100 MiB, 5 old files kept"},
 		{"METRICS_TOKEN", "(none: /metrics is open)", "bearer token GET /metrics requires"},
-		{"ENCRYPTION_KEY", "(generated)", "≥ 32 characters; seals upstream credentials; generated once into DATA_DIR/encryption.key"},
-		{"JWT_SECRET", "(generated)", "signs admin sessions; generated once into DATA_DIR/jwt.secret"},
+		{"ENCRYPTION_KEY", "(generated)", "≥ 32 characters; seals upstream credentials; generated once into DATA_DIR/encryption.key (shared mode: required, the same on every instance)"},
+		{"JWT_SECRET", "(generated)", "signs admin sessions; generated once into DATA_DIR/jwt.secret (shared mode: required, the same on every instance)"},
+		{"REDIS_URL", "(none: embedded store)", "shared mode: redis[s]://[user:pass@]host:port[,host:port…][/db][?cluster=true|sentinel_master=NAME]"},
+		{"REDIS_HOST", "(none)", "shared mode without REDIS_URL: Redis host (with REDIS_PORT 6379, REDIS_PASSWORD, REDIS_DB 0, REDIS_ENABLE_TLS false)"},
+		{"REDIS_KEY_PREFIX", DefaultRedisPrefix, "prefix of every key crs writes in Redis"},
+		{"CONCURRENCY_LEASE", "60s", "a concurrency slot held by an instance that died frees itself after this long"},
 		{"CLAUDE_API_URL", "https://api.anthropic.com", "base URL of Claude accounts that have none"},
 		{"CLAUDE_OAUTH_AUTHORIZE_URL", oauth.DefaultClaudeEndpoints().AuthorizeURL, "page an admin opens to approve a Claude OAuth onboarding"},
 		{"CLAUDE_OAUTH_TOKEN_URL", oauth.DefaultClaudeEndpoints().TokenURL, "Claude OAuth token endpoint (code exchange and refresh)"},
@@ -214,6 +225,19 @@ func Load(getenv func(string) string) (Config, error) {
 		FailoverDeadline:  p.duration("UPSTREAM_FAILOVER_DEADLINE", 180*time.Second),
 		ShutdownTimeout:   p.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
 		PprofAddr:         strings.TrimSpace(getenv("PPROF_ADDR")),
+		SlotLease:         p.duration("CONCURRENCY_LEASE", defaultSlotLease),
+	}
+	c.Redis = p.redis()
+	if c.Redis.Enabled() {
+		// Every instance must seal and sign alike, or credentials one
+		// instance saved are unreadable to another and sessions break
+		// behind a load balancer; a secret generated into one instance's
+		// DATA_DIR cannot be that.
+		for _, v := range []struct{ name, val string }{{"ENCRYPTION_KEY", c.EncryptionKey}, {"JWT_SECRET", c.JWTSecret}} {
+			if v.val == "" {
+				p.fail(v.name, "shared mode (REDIS_URL or REDIS_HOST is set) needs it set explicitly, the same on every instance; generate one with: openssl rand -hex 32")
+			}
+		}
 	}
 	c.GoogleOAuth = oauth.GoogleEndpoints{
 		AuthorizeURL:  p.endpointURL("GOOGLE_OAUTH_AUTHORIZE_URL", oauth.DefaultGoogleEndpoints().AuthorizeURL),
