@@ -44,8 +44,47 @@ type initFile struct {
 // admin yet, it takes username (default "admin") and password (random
 // when empty), stores the password's bcrypt hash, writes the credentials to
 // DATA_DIR/init.json (mode 0600) and prints them once to out. If an admin
-// exists it does nothing and returns created == false.
+// exists it does nothing and returns created == false. Instances starting
+// together on one shared store take a lease first, so exactly one creates
+// the login and the others find it.
 func Bootstrap(ctx context.Context, st store.Store, dataDir, username, password string, out io.Writer) (created bool, err error) {
+	if _, err := st.GetAdmin(ctx); err == nil {
+		return false, nil
+	}
+	token, err := waitLock(ctx, st, bootstrapLease, 30*time.Second)
+	if err != nil {
+		return false, fmt.Errorf("admin: waiting for another instance to create the admin login: %w", err)
+	}
+	defer st.Unlock(context.WithoutCancel(ctx), bootstrapLease, token)
+	return bootstrap(ctx, st, dataDir, username, password, out)
+}
+
+// bootstrapLease serialises first starts on one store.
+const bootstrapLease = "admin:bootstrap"
+
+// waitLock takes the lease name, waiting up to wait for its holder.
+func waitLock(ctx context.Context, st store.Locks, name string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		token, ok, err := st.TryLock(ctx, name, wait)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return token, nil
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func bootstrap(ctx context.Context, st store.Store, dataDir, username, password string, out io.Writer) (bool, error) {
 	if _, err := st.GetAdmin(ctx); err == nil {
 		return false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -324,4 +326,58 @@ func mustPico(t *testing.T, v string) int64 {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestBootstrapRaceCreatesOneAdmin: instances starting together on one store
+// (shared mode) create one admin, and the password in the init.json of the
+// one that created it is the stored one.
+func TestBootstrapRaceCreatesOneAdmin(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const n = 4
+	dirs := make([]string, n)
+	created := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		dirs[i] = t.TempDir()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			created[i], err = Bootstrap(ctx, st, dirs[i], "admin", "", io.Discard)
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	adm, err := st.GetAdmin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var winners int
+	for i := range n {
+		b, err := os.ReadFile(filepath.Join(dirs[i], InitFile))
+		if !created[i] {
+			if err == nil {
+				t.Errorf("instance %d did not create the admin but wrote init.json", i)
+			}
+			continue
+		}
+		winners++
+		var f struct{ AdminPassword string }
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		if bcrypt.CompareHashAndPassword([]byte(adm.PasswordHash), []byte(f.AdminPassword)) != nil {
+			t.Errorf("instance %d's init.json password is not the stored one", i)
+		}
+	}
+	if winners != 1 {
+		t.Errorf("%d instances created the admin, want 1", winners)
+	}
 }
