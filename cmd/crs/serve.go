@@ -19,6 +19,7 @@ import (
 	"github.com/crs-relay/crs/internal/admin"
 	"github.com/crs-relay/crs/internal/config"
 	"github.com/crs-relay/crs/internal/keystats"
+	"github.com/crs-relay/crs/internal/leader"
 	"github.com/crs-relay/crs/internal/lockfile"
 	"github.com/crs-relay/crs/internal/metrics"
 	"github.com/crs-relay/crs/internal/netx"
@@ -34,9 +35,11 @@ import (
 
 // Background cadences of a running server.
 const (
-	reloadEvery  = 500 * time.Millisecond // poll the store's change version (CLI edits show within 2 s, usually 0.5 s)
-	touchEvery   = 5 * time.Second        // flush last-used times of keys and accounts
-	refreshEvery = time.Minute            // look for OAuth tokens close to expiry
+	reloadEvery     = 500 * time.Millisecond // poll the store's change version (CLI edits show within 2 s, usually 0.5 s)
+	fullReloadEvery = 5 * time.Minute        // reload caches even when the version did not move
+	leaderLease     = 15 * time.Second       // another instance takes the background jobs over this long after the leader died
+	touchEvery      = 5 * time.Second        // flush last-used times of keys and accounts
+	refreshEvery    = time.Minute            // look for OAuth tokens close to expiry
 )
 
 // runServe runs the relay until ctx ends (SIGINT/SIGTERM), then drains.
@@ -87,6 +90,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		fmt.Fprintf(stdout, "crs: generated %s into %s (mode 0600); keep that directory safe and backed up\n",
 			strings.Join(e.Generated, " and "), cfg.DataDir)
 	}
+	if e.KeyWarning != "" {
+		log.Warn(e.KeyWarning)
+	}
 	if _, err := admin.Bootstrap(ctx, e.Store, cfg.DataDir, cfg.AdminUsername, cfg.AdminPassword, stdout); err != nil {
 		return err
 	}
@@ -109,6 +115,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	limits := policy.New(policy.Options{
 		Counters: counters, Spend: e.Store.SummarizeUsage, Activate: e.Store.ActivateKey,
 		Location: cfg.Location, Queue: cfg.ConcurrencyQueue, QueueTimeout: cfg.ConcurrencyQueueTimeout,
+		SlotLease: cfg.SlotLease,
 	})
 	tokens := &oauth.Refresher{
 		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead,
@@ -212,12 +219,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		watch(bgCtx, e.Store.ChangeVersion, rl, log)
+		watch(bgCtx, e.Store, rl, log)
 	}()
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		refreshAhead(bgCtx, tokens, log)
+		// One instance at a time refreshes ahead of expiry (each refresh
+		// also takes the account's own lock, so a request that finds a
+		// token due meanwhile cannot refresh it twice).
+		leader.Run(bgCtx, e.Store, "leader:background", leaderLease, func(ctx context.Context) {
+			refreshAhead(ctx, tokens, log)
+		}, log)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -258,34 +270,46 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 }
 
 // watch reloads caches when the store changes and flushes last-used times.
-func watch(ctx context.Context, changeVersion func(context.Context) (uint64, error), rl *relay.Relay, log *slog.Logger) {
+// A change announced by the store (shared mode: pub/sub) reloads at once;
+// polling the change version catches what an announcement missed (and every
+// change in embedded mode, where the CLI cannot announce), and a full reload
+// every fullReloadEvery bounds what even a lost version bump could leave
+// stale.
+func watch(ctx context.Context, st store.Store, rl *relay.Relay, log *slog.Logger) {
 	reload := time.NewTicker(reloadEvery)
 	defer reload.Stop()
 	touch := time.NewTicker(touchEvery)
 	defer touch.Stop()
+	full := time.NewTicker(fullReloadEvery)
+	defer full.Stop()
 	var seen uint64
-	if v, err := changeVersion(ctx); err == nil {
+	if v, err := st.ChangeVersion(ctx); err == nil {
 		seen = v
 	}
 	for {
+		force := false
 		select {
 		case <-ctx.Done():
 			return
+		case <-st.Changes():
 		case <-reload.C:
-			v, err := changeVersion(ctx)
-			if err != nil || v == seen {
-				continue
-			}
-			if err := rl.Refresh(ctx); err != nil {
-				log.Error("reload failed", "err", err)
-				continue
-			}
-			seen = v
+		case <-full.C:
+			force = true
 		case <-touch.C:
 			if err := rl.FlushTouches(ctx); err != nil {
 				log.Warn("last-used times not saved", "err", err)
 			}
+			continue
 		}
+		v, err := st.ChangeVersion(ctx)
+		if err != nil || (v == seen && !force) {
+			continue
+		}
+		if err := rl.Refresh(ctx); err != nil {
+			log.Error("reload failed", "err", err)
+			continue
+		}
+		seen = v
 	}
 }
 
