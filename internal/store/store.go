@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -197,4 +198,67 @@ type Locks interface {
 	// and reports whether it did (false: the lease expired and is gone or
 	// another took it).
 	RenewLock(ctx context.Context, name, token string, ttl time.Duration) (bool, error)
+}
+
+// CounterOpKind says what a CounterOp does.
+type CounterOpKind int
+
+// Operations a batch can hold: LimitCounters' Add, Get and Acquire.
+const (
+	OpAdd CounterOpKind = iota + 1
+	OpGet
+	OpAcquire
+)
+
+// CounterOp is one LimitCounters operation of a batch: its inputs, and its
+// results once the batch ran.
+type CounterOp struct {
+	Kind CounterOpKind
+	Name string
+	// Add's inputs.
+	Delta   int64
+	Expires time.Time
+	// Acquire's inputs.
+	Holder string
+	Limit  int
+	Lease  time.Duration
+
+	// Value is Add's new value or Get's value; Exists is Get's second
+	// result; Acquired is Acquire's. Err is this operation's error.
+	Value    int64
+	Exists   bool
+	Acquired bool
+	Err      error
+}
+
+// CounterBatcher is implemented by LimitCounters that can run several
+// operations in one round trip (a Redis pipeline). Each operation is atomic
+// on its own, as if called alone; the batch as a whole is not.
+type CounterBatcher interface {
+	// Batch runs ops in order and fills in their results. It returns an
+	// error only when the batch could not run at all; an operation's own
+	// failure is in its Err.
+	Batch(ctx context.Context, ops []CounterOp) error
+}
+
+// RunCounterOps runs ops on c: in one batch when c is a CounterBatcher,
+// else one call at a time. Each op's result and error are filled in.
+func RunCounterOps(ctx context.Context, c LimitCounters, ops []CounterOp) error {
+	if b, ok := c.(CounterBatcher); ok {
+		return b.Batch(ctx, ops)
+	}
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case OpAdd:
+			op.Value, op.Err = c.Add(ctx, op.Name, op.Delta, op.Expires)
+		case OpGet:
+			op.Value, op.Exists, op.Err = c.Get(ctx, op.Name)
+		case OpAcquire:
+			op.Acquired, op.Err = c.Acquire(ctx, op.Name, op.Holder, op.Limit, op.Lease)
+		default:
+			op.Err = errors.New("store: unknown counter operation")
+		}
+	}
+	return nil
 }
