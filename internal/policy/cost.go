@@ -156,16 +156,19 @@ func costExceeded(per period, used, limit int64, now time.Time) *Denial {
 }
 
 // recordSpend adds a record's rated cost to every spend counter it counts
-// toward. A record the seeding already read (created before the counter
-// was seeded) is skipped, so nothing is counted twice; a record for a day
-// or week that has ended is skipped, since nothing reads its counter again.
+// toward. Only limits the key has are counted: a counter nobody reads costs
+// a shared store a round trip per request, and a limit set later seeds its
+// counter from the stored records at its first use. A record the seeding
+// already read (created before the counter was seeded) is skipped, so
+// nothing is counted twice; a record for a day or week that has ended is
+// skipped, since nothing reads its counter again.
 func (e *Engine) recordSpend(ctx context.Context, key store.Key, rec store.UsageRecord, now time.Time) error {
 	if rec.RatedCostPico == 0 {
 		return nil
 	}
 	var errs []error
 	for _, k := range spendKinds {
-		if !k.covers(rec.Model) {
+		if k.limit(key.Policy) <= 0 || !k.covers(rec.Model) {
 			continue
 		}
 		per := e.periodAt(key.ID, key.Policy, k, rec.CreatedAt)
@@ -223,10 +226,18 @@ const (
 // Unix milliseconds.
 func (e *Engine) seed(ctx context.Context, id store.KeyID, per period) (int64, error) {
 	marker, lock := per.name+":seeded", per.name+":seeding"
+	// A published marker never changes (a new period has a new name), so
+	// once seen it is remembered: the hot path then reads no marker.
+	if at, ok := e.seeded.Load(marker); ok {
+		return at.(int64), nil
+	}
 	deadline := time.Now().Add(seedWait)
 	holder := e.holder("seed")
 	for pause := 100 * time.Microsecond; ; pause = min(2*pause, 10*time.Millisecond) {
 		at, ok, err := e.counters.Get(ctx, marker)
+		if err == nil && ok {
+			e.rememberSeeded(marker, at)
+		}
 		if err != nil || ok {
 			return at, err
 		}
@@ -236,6 +247,9 @@ func (e *Engine) seed(ctx context.Context, id store.KeyID, per period) (int64, e
 		}
 		if got {
 			at, err := e.seedLocked(ctx, id, per, marker)
+			if err == nil {
+				e.rememberSeeded(marker, at)
+			}
 			if rerr := e.counters.Release(context.WithoutCancel(ctx), lock, holder); err == nil {
 				err = rerr
 			}
@@ -249,6 +263,19 @@ func (e *Engine) seed(ctx context.Context, id store.KeyID, per period) (int64, e
 		}
 	}
 }
+
+// rememberSeeded notes a published marker. The memory is bounded: it is
+// dropped whole when it grows past maxSeeded markers (old days' markers
+// are never asked for again).
+func (e *Engine) rememberSeeded(marker string, at int64) {
+	if e.seededN.Add(1) > maxSeeded {
+		e.seeded.Clear()
+		e.seededN.Store(0)
+	}
+	e.seeded.Store(marker, at)
+}
+
+const maxSeeded = 100_000
 
 func (e *Engine) seedLocked(ctx context.Context, id store.KeyID, per period, marker string) (int64, error) {
 	// The previous holder may have finished between our read and our

@@ -129,6 +129,11 @@ type Engine struct {
 	instance string
 	seq      atomic.Uint64
 
+	// seeded remembers published seeding markers (name → Unix ms), and
+	// seededN roughly counts them to bound the memory.
+	seeded  sync.Map
+	seededN atomic.Int64
+
 	queueMu sync.Mutex
 	queues  map[store.KeyID]*keyQueue
 }
