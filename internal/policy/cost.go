@@ -111,24 +111,6 @@ func weekStart(t time.Time, day, hour int) time.Time {
 	return start
 }
 
-func (e *Engine) admitCost(ctx context.Context, key store.Key, req Request, now time.Time) *Denial {
-	for _, k := range spendKinds {
-		limit := k.limit(key.Policy)
-		if limit <= 0 || !k.covers(req.Model) {
-			continue
-		}
-		per := e.periodAt(key.ID, key.Policy, k, now)
-		used, err := e.spent(ctx, key.ID, per)
-		if err != nil {
-			return unavailable(k.String()+" cost", err)
-		}
-		if used >= limit {
-			return costExceeded(per, used, limit, now)
-		}
-	}
-	return nil
-}
-
 func costExceeded(per period, used, limit int64, now time.Time) *Denial {
 	d := &Denial{
 		Status:  http.StatusPaymentRequired,
@@ -156,13 +138,14 @@ func costExceeded(per period, used, limit int64, now time.Time) *Denial {
 }
 
 // recordSpend adds a record's rated cost to every spend counter it counts
-// toward. Only limits the key has are counted: a counter nobody reads costs
-// a shared store a round trip per request, and a limit set later seeds its
+// toward, as operations of r's batch, and returns the errors of seeding.
+// Only limits the key has are counted: a counter nobody reads costs a
+// shared store a round trip per request, and a limit set later seeds its
 // counter from the stored records at its first use. A record the seeding
 // already read (created before the counter was seeded) is skipped, so
 // nothing is counted twice; a record for a day or week that has ended is
 // skipped, since nothing reads its counter again.
-func (e *Engine) recordSpend(ctx context.Context, key store.Key, rec store.UsageRecord, now time.Time) error {
+func (e *Engine) recordSpend(ctx context.Context, r *recording, key store.Key, rec store.UsageRecord, now time.Time) []error {
 	if rec.RatedCostPico == 0 {
 		return nil
 	}
@@ -183,11 +166,9 @@ func (e *Engine) recordSpend(ctx context.Context, key store.Key, rec store.Usage
 		if rec.CreatedAt.UnixMilli() < seededAt {
 			continue
 		}
-		if _, err := e.counters.Add(ctx, per.name, rec.RatedCostPico, per.end); err != nil {
-			errs = append(errs, fmt.Errorf("policy: record %s spend: %w", k, err))
-		}
+		r.addSpend(k, store.CounterOp{Kind: store.OpAdd, Name: per.name, Delta: rec.RatedCostPico, Expires: per.end})
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // spent is the rated spend in a period, seeding the counter first.
@@ -262,6 +243,13 @@ func (e *Engine) seed(ctx context.Context, id store.KeyID, per period) (int64, e
 			return 0, err
 		}
 	}
+}
+
+// isSeeded reports whether per's counter is known to be seeded, so it can
+// be read without seeding.
+func (e *Engine) isSeeded(per period) bool {
+	_, ok := e.seeded.Load(per.name + ":seeded")
+	return ok
 }
 
 // rememberSeeded notes a published marker. The memory is bounded: it is

@@ -102,18 +102,15 @@ func messages() Request {
 		Header: claudeCodeHeader(), ClaudeCodeBody: true, RequestID: "req"}
 }
 
-// admit runs the relay's order: Check, Admit, Acquire. The slot, if any,
-// is released when the test ends.
+// admit runs the relay's order: Check, then Enter (Admit and Acquire in
+// one batch). The slot, if any, is released when the test ends.
 func admit(t *testing.T, e *Engine, key store.Key, req Request) *Denial {
 	t.Helper()
 	ctx := t.Context()
 	if d := e.Check(ctx, key, req); d != nil {
 		return d
 	}
-	if d := e.Admit(ctx, key, req); d != nil {
-		return d
-	}
-	release, d := e.Acquire(ctx, key, req)
+	release, d := e.Enter(ctx, key, req)
 	t.Cleanup(release)
 	return d
 }

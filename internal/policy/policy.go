@@ -12,9 +12,12 @@
 //     limits. It reads counters.
 //  3. Acquire: a concurrency slot, or a place in the key's queue.
 //
-// After the response, Record adds its tokens and rated cost to the window
-// and the spend counters. Status reports all of it for the key holder's
-// stats page. docs/limits.md lists every answer with its status code.
+// Enter does steps 2 and 3 with the same answers in one batch of counter
+// operations, one round trip to a shared store in the steady state; the
+// relay calls Check and then Enter. After the response, Record adds its
+// tokens and rated cost to the window and the spend counters, in one more.
+// Status reports all of it for the key holder's stats page. docs/limits.md
+// lists every answer with its status code.
 //
 // Every number lives behind store.LimitCounters, so one process (memory) and
 // several (Redis) count the same way. Spend counters are seeded from the
@@ -124,6 +127,9 @@ type Engine struct {
 	// call Activate on every request.
 	activated sync.Map
 
+	// starts remembers the starts of open rate windows.
+	starts windowStarts
+
 	// instance and seq make slot holders unique across requests and, in
 	// shared mode, across instances.
 	instance string
@@ -210,30 +216,10 @@ func (e *Engine) Check(ctx context.Context, key store.Key, req Request) *Denial 
 // Admit applies the rate window, counting the request in it, and then the
 // cost limits. A request refused for cost has been counted in the window:
 // the window counts attempts, so that counting stays one atomic step.
+// Enter does this and Acquire in one batch of counter operations.
 func (e *Engine) Admit(ctx context.Context, key store.Key, req Request) *Denial {
-	now := e.now()
-	if d := e.admitWindow(ctx, key, now); d != nil {
-		return d
-	}
-	return e.admitCost(ctx, key, req, now)
-}
-
-// Record adds a finished response's tokens and rated cost to the key's
-// rate window and spend counters. rec.RatedCostPico must be set (see
-// RatedCost); rec.CreatedAt places it in its day and week (zero means
-// now). Call it once per record, before or after the usage store commits
-// it: a record created before a spend counter was seeded from the store is
-// left to the seed, so it is never counted twice.
-func (e *Engine) Record(ctx context.Context, key store.Key, rec store.UsageRecord) error {
-	now := e.now()
-	if rec.CreatedAt.IsZero() {
-		rec.CreatedAt = now
-	}
-	err := e.recordWindow(ctx, key, rec, now)
-	if err2 := e.recordSpend(ctx, key, rec, now); err == nil {
-		err = err2
-	}
-	return err
+	_, d := e.enter(ctx, key, req, false)
+	return d
 }
 
 // sleep waits d or until ctx ends.

@@ -9,10 +9,10 @@ import (
 
 // admit applies the key's policy to the call: the static checks (expiry,
 // pool permission, model lists, client restriction), then the rate window
-// and cost limits, then a concurrency slot — in that order, so a request
-// refused for cost never takes a slot. It answers the refusal itself and
-// returns false; on success release frees the slot (call it once the
-// response is done).
+// and cost limits, then a concurrency slot — decided in that order, so a
+// request refused for cost never keeps a slot. It answers the refusal
+// itself and returns false; on success release frees the slot (call it
+// once the response is done).
 func (r *Relay) admit(w http.ResponseWriter, req *http.Request, c *call) (release func(), ok bool) {
 	if r.policy == nil {
 		return func() {}, true
@@ -29,11 +29,9 @@ func (r *Relay) admit(w http.ResponseWriter, req *http.Request, c *call) (releas
 		writeError(w, c.shape, denialError(d))
 		return nil, false
 	}
-	if d := r.policy.Admit(ctx, c.key, pr); d != nil {
-		writeError(w, c.shape, denialError(d))
-		return nil, false
-	}
-	release, d := r.policy.Acquire(ctx, c.key, pr)
+	// Enter is Admit and Acquire in one batch of counter operations: one
+	// round trip to a shared store in the steady state.
+	release, d := r.policy.Enter(ctx, c.key, pr)
 	if d != nil {
 		release()
 		if d.Status != policy.StatusClientClosed {

@@ -52,7 +52,10 @@ func (c counter) expired(now time.Time) bool {
 	return !c.expires.IsZero() && !now.Before(c.expires)
 }
 
-var _ store.LimitCounters = (*Counters)(nil)
+var (
+	_ store.LimitCounters  = (*Counters)(nil)
+	_ store.CounterBatcher = (*Counters)(nil)
+)
 
 // New returns empty counters that read the time from now, so tests can
 // move time without sleeping. A nil now means time.Now.
@@ -76,7 +79,11 @@ func New(now func() time.Time) *Counters {
 func (c *Counters) Add(_ context.Context, name string, delta int64, expires time.Time) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
+	return c.add(c.now(), name, delta, expires), nil
+}
+
+// add is Add with c.mu held.
+func (c *Counters) add(now time.Time, name string, delta int64, expires time.Time) int64 {
 	c.tick(now)
 	cur, ok := c.counters[name]
 	if !ok || cur.expired(now) {
@@ -86,10 +93,10 @@ func (c *Counters) Add(_ context.Context, name string, delta int64, expires time
 	if cur.expired(now) {
 		// Created already expired: nothing will ever read it.
 		delete(c.counters, name)
-		return cur.value, nil
+		return cur.value
 	}
 	c.counters[name] = cur
-	return cur.value, nil
+	return cur.value
 }
 
 // Get returns the counter's value and whether it exists, dropping it when
@@ -97,17 +104,22 @@ func (c *Counters) Add(_ context.Context, name string, delta int64, expires time
 func (c *Counters) Get(_ context.Context, name string) (int64, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
+	v, ok := c.get(c.now(), name)
+	return v, ok, nil
+}
+
+// get is Get with c.mu held.
+func (c *Counters) get(now time.Time, name string) (int64, bool) {
 	c.tick(now)
 	cur, ok := c.counters[name]
 	if !ok {
-		return 0, false, nil
+		return 0, false
 	}
 	if cur.expired(now) {
 		delete(c.counters, name)
-		return 0, false, nil
+		return 0, false
 	}
-	return cur.value, true, nil
+	return cur.value, true
 }
 
 // Acquire takes one of limit slots of name for holder until lease ends. A
@@ -117,17 +129,28 @@ func (c *Counters) Get(_ context.Context, name string) (int64, bool, error) {
 // would be dead at once, or, read as "no lease", never free itself after a
 // crash.
 func (c *Counters) Acquire(_ context.Context, name, holder string, limit int, lease time.Duration) (bool, error) {
-	if lease <= 0 {
-		return false, fmt.Errorf("memcounters: acquire %q for %q: lease %v is not positive", name, holder, lease)
+	if err := checkLease(name, holder, lease); err != nil {
+		return false, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
+	return c.acquire(c.now(), name, holder, limit, lease), nil
+}
+
+func checkLease(name, holder string, lease time.Duration) error {
+	if lease <= 0 {
+		return fmt.Errorf("memcounters: acquire %q for %q: lease %v is not positive", name, holder, lease)
+	}
+	return nil
+}
+
+// acquire is Acquire with c.mu held and a lease already checked.
+func (c *Counters) acquire(now time.Time, name, holder string, limit int, lease time.Duration) bool {
 	c.tick(now)
 	held := c.slots[name]
 	if _, ok := held[holder]; ok {
 		held[holder] = now.Add(lease)
-		return true, nil
+		return true
 	}
 	if len(held) >= limit {
 		// Expired leases count in len(held) until pruned; prune only
@@ -135,7 +158,7 @@ func (c *Counters) Acquire(_ context.Context, name, holder string, limit int, le
 		// free of a walk over every holder.
 		held = c.prune(name, now)
 		if len(held) >= limit {
-			return false, nil
+			return false
 		}
 	}
 	if held == nil {
@@ -143,7 +166,35 @@ func (c *Counters) Acquire(_ context.Context, name, holder string, limit int, le
 		c.slots[name] = held
 	}
 	held[holder] = now.Add(lease)
-	return true, nil
+	return true
+}
+
+// Batch runs ops in order, each exactly as its own method would, under
+// one hold of the mutex: one lock per batch instead of one per operation.
+// Callers must not rely on the batch as a whole being atomic; the shared
+// store's is not. The context is not consulted.
+func (c *Counters) Batch(_ context.Context, ops []store.CounterOp) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range ops {
+		op := &ops[i]
+		now := c.now()
+		switch op.Kind {
+		case store.OpAdd:
+			op.Value, op.Err = c.add(now, op.Name, op.Delta, op.Expires), nil
+		case store.OpGet:
+			op.Value, op.Exists = c.get(now, op.Name)
+			op.Err = nil
+		case store.OpAcquire:
+			op.Acquired = false
+			if op.Err = checkLease(op.Name, op.Holder, op.Lease); op.Err == nil {
+				op.Acquired = c.acquire(now, op.Name, op.Holder, op.Limit, op.Lease)
+			}
+		default:
+			op.Err = fmt.Errorf("memcounters: unknown counter operation %d", op.Kind)
+		}
+	}
+	return nil
 }
 
 // Release frees holder's slot of name; it does nothing when holder holds

@@ -188,3 +188,116 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		}
 	})
 }
+
+// plain hides Counters' Batch, so store.RunCounterOps falls back to one
+// call per operation.
+type plain struct{ store.LimitCounters }
+
+// TestBatch runs the same operations as one Batch and one call at a time
+// on twin counters: every result, error and the state left behind must
+// match, and the batch must keep each operation's own rules (an expiry
+// fixed at creation, a renewed lease, a refused slot, a bad lease).
+func TestBatch(t *testing.T) {
+	ctx := t.Context()
+	clock := newFakeClock()
+	batched, single := New(clock.Now), New(clock.Now)
+	if _, ok := store.LimitCounters(plain{single}).(store.CounterBatcher); ok {
+		t.Fatal("plain still batches; the twin would not run one call at a time")
+	}
+	soon, later := clock.Now().Add(time.Minute), clock.Now().Add(time.Hour)
+	ops := func() []store.CounterOp {
+		return []store.CounterOp{
+			{Kind: store.OpAdd, Name: "count", Delta: 1, Expires: soon},
+			{Kind: store.OpAdd, Name: "count", Delta: 4, Expires: later}, // the expiry stays soon
+			{Kind: store.OpGet, Name: "count"},
+			{Kind: store.OpGet, Name: "missing"},
+			{Kind: store.OpAcquire, Name: "slots", Holder: "a", Limit: 1, Lease: time.Minute},
+			{Kind: store.OpAcquire, Name: "slots", Holder: "b", Limit: 1, Lease: time.Minute},
+			{Kind: store.OpAcquire, Name: "slots", Holder: "a", Limit: 1, Lease: time.Hour},
+			{Kind: store.OpAcquire, Name: "bad", Holder: "a", Limit: 1},
+			{Kind: store.CounterOpKind(99), Name: "unknown"},
+		}
+	}
+	got, want := ops(), ops()
+	if err := store.RunCounterOps(ctx, batched, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RunCounterOps(ctx, plain{single}, want); err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Value != w.Value || g.Exists != w.Exists || g.Acquired != w.Acquired || (g.Err == nil) != (w.Err == nil) {
+			t.Errorf("op %d (%s): batch %+v, one at a time %+v", i, g.Name, g, w)
+		}
+	}
+	expect := []struct {
+		value           int64
+		exists, acquire bool
+		err             bool
+	}{{value: 1}, {value: 5}, {value: 5, exists: true}, {}, {acquire: true}, {}, {acquire: true}, {err: true}, {err: true}}
+	for i, x := range expect {
+		g := got[i]
+		if g.Value != x.value || g.Exists != x.exists || g.Acquired != x.acquire || (g.Err != nil) != x.err {
+			t.Errorf("op %d (%s): %+v, want %+v", i, g.Name, g, x)
+		}
+	}
+
+	// What the batch left: the counter expires at its first expiry, and
+	// holder a's lease was renewed to an hour.
+	clock.Sleep(2 * time.Minute)
+	for _, c := range []*Counters{batched, single} {
+		if v, ok, _ := c.Get(ctx, "count"); ok {
+			t.Errorf("count outlived its first expiry: %d", v)
+		}
+		if n, _ := c.InUse(ctx, "slots"); n != 1 {
+			t.Errorf("slots in use after 2m: %d, want 1 (a's renewed lease)", n)
+		}
+	}
+}
+
+// TestBatchConcurrent: operations of concurrent batches stay atomic each;
+// no increment is lost and no slot is handed out twice.
+func TestBatchConcurrent(t *testing.T) {
+	ctx := t.Context()
+	c := New(nil)
+	const workers, rounds, limit = 16, 200, 3
+	var held, maxHeld atomic.Int32
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			holder := fmt.Sprintf("w%d", w)
+			for range rounds {
+				ops := []store.CounterOp{
+					{Kind: store.OpAdd, Name: "n", Delta: 1},
+					{Kind: store.OpAcquire, Name: "slots", Holder: holder, Limit: limit, Lease: time.Minute},
+				}
+				if err := c.Batch(ctx, ops); err != nil || ops[0].Err != nil || ops[1].Err != nil {
+					t.Errorf("batch: %v %v %v", err, ops[0].Err, ops[1].Err)
+					return
+				}
+				if !ops[1].Acquired {
+					continue
+				}
+				n := held.Add(1)
+				for {
+					m := maxHeld.Load()
+					if n <= m || maxHeld.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				held.Add(-1)
+				if err := c.Release(ctx, "slots", holder); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if v, _, _ := c.Get(ctx, "n"); v != workers*rounds {
+		t.Errorf("counter %d, want %d", v, workers*rounds)
+	}
+	if m := maxHeld.Load(); m > limit || m == 0 {
+		t.Errorf("at most %d slots held at once, want 1..%d", m, limit)
+	}
+}
