@@ -2,9 +2,11 @@
 //
 // Prices come from a JSON table embedded in the binary (prices.json, with
 // its source and date inside); Parse reads the same format so an operator's
-// file can replace it. Money is shopspring/decimal throughout and is stored
-// as integer picodollars (ToPico), never as a float, so sums over millions
-// of requests do not drift.
+// file can replace it without a rebuild (live.go: `crs prices update`
+// stores one, and a running server switches to it). Money is
+// shopspring/decimal throughout and is stored as integer picodollars
+// (ToPico), never as a float, so sums over millions of requests do not
+// drift.
 //
 // Each model has a price per million tokens for five classes: input,
 // output, cache write with a 5-minute TTL, cache write with a 1-hour TTL,
@@ -33,7 +35,9 @@ package pricing
 
 import (
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,11 +116,13 @@ type ModelPrice struct {
 // Table is a parsed price table. It is immutable and safe for concurrent
 // use.
 type Table struct {
-	source, asOf string
-	byID         map[string]*ModelPrice // ids and aliases, lower case
-	newest       map[string]*ModelPrice // family → newest model
-	models       []*ModelPrice          // in file order
-	def          Price
+	source, asOf, version string
+	origin                string                 // where the table was loaded from; see Info
+	updatedAt             time.Time              // when it was stored; zero for the embedded one
+	byID                  map[string]*ModelPrice // ids and aliases, lower case
+	newest                map[string]*ModelPrice // family → newest model
+	models                []*ModelPrice          // in file order
+	def                   Price
 }
 
 // Source says where the table's prices were taken from.
@@ -125,8 +131,16 @@ func (t *Table) Source() string { return t.source }
 // AsOf is the date the prices were last checked, as written in the file.
 func (t *Table) AsOf() string { return t.asOf }
 
+// Version names the table: the file's "version" when it has one, else
+// the first 12 hex digits of the SHA-256 of the file, so two tables with
+// the same version are the same table.
+func (t *Table) Version() string { return t.version }
+
 // Default returns the price of a model the table does not know.
 func (t *Table) Default() Price { return t.def }
+
+// Table returns t itself: a fixed *Table is a Source.
+func (t *Table) Table() *Table { return t }
 
 // Models lists the table's models in file order.
 func (t *Table) Models() []ModelPrice {
@@ -313,6 +327,7 @@ var (
 
 // fileFormat is the JSON shape of prices.json.
 type fileFormat struct {
+	Version string      `json:"version"`
 	Source  string      `json:"source"`
 	AsOf    string      `json:"as_of"`
 	Unit    string      `json:"unit"`
@@ -376,10 +391,15 @@ func Parse(data []byte) (*Table, error) {
 		return nil, errors.New("pricing: trailing data after the table")
 	}
 	t := &Table{
-		source: f.Source,
-		asOf:   f.AsOf,
-		byID:   make(map[string]*ModelPrice),
-		newest: make(map[string]*ModelPrice),
+		source:  f.Source,
+		asOf:    f.AsOf,
+		version: strings.TrimSpace(f.Version),
+		origin:  OriginEmbedded,
+		byID:    make(map[string]*ModelPrice),
+		newest:  make(map[string]*ModelPrice),
+	}
+	if t.version == "" {
+		t.version = digest(data)
 	}
 	def := builtinDefault()
 	if f.Default != nil {
@@ -409,6 +429,18 @@ func Parse(data []byte) (*Table, error) {
 		}
 	}
 	return t, nil
+}
+
+// digest is the version of a table file without one: the start of the
+// SHA-256 of its compact form, so re-indenting a file (or storing it, which
+// compacts it) does not change its version.
+func digest(data []byte) string {
+	var c bytes.Buffer
+	if err := json.Compact(&c, data); err == nil {
+		data = c.Bytes()
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:6])
 }
 
 func (fm fileModel) model() (*ModelPrice, error) {
