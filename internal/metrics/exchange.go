@@ -23,14 +23,17 @@ import (
 // Overhead is the time spent in crs itself. It is measured as the
 // request's elapsed time minus the time an upstream request was open (from
 // just before it is sent until its answer was read to the end, or the
-// attempt gave up), plus the usage bookkeeping the relay did while one was
-// open (it waits for the usage record to be durable before it lets the
-// final event through).
+// attempt gave up) and minus the time it waited in its key's concurrency
+// queue, plus the usage bookkeeping the relay did while an upstream
+// request was open (it waits for the usage record to be durable before it
+// lets the final event through).
 //
 // So overhead covers: reading and authenticating the request, policy
-// checks and any wait in a key's concurrency queue, account choice, OAuth
-// token refresh, building the upstream request, the gaps between failed
-// attempts, usage recording, and everything after the last upstream byte.
+// checks, account choice, OAuth token refresh, building the upstream
+// request, the gaps between failed attempts, usage recording, and
+// everything after the last upstream byte. A queue wait is the key's own
+// limit at work, not crs's cost: it is reported apart (Summary.Queued,
+// crs_key_queue_wait_seconds).
 // It does not split out the time between an upstream event arriving and
 // its being written to the client: the two interleave within one stream,
 // and timing every event would cost more than it tells. That time is
@@ -51,6 +54,7 @@ type Exchange struct {
 	open     time.Time     // start of the open upstream span; zero when none
 	upstream time.Duration // closed spans
 	inner    time.Duration // bookkeeping done inside an open span
+	queued   time.Duration // waits in the key's concurrency queue
 
 	tokens   pricing.Tokens
 	costPico int64
@@ -110,7 +114,7 @@ func (x *Exchange) upstreamAt(now time.Time) time.Duration {
 // response header goes out: for a stream that is the commit point, so the
 // header holds the overhead before the first byte.
 func (x *Exchange) Overhead(now time.Time) time.Duration {
-	return max(now.Sub(x.start)-x.upstreamAt(now)+x.inner, 0)
+	return max(now.Sub(x.start)-x.upstreamAt(now)-x.queued+x.inner, 0)
 }
 
 // Summary is what an Exchange knew at the end of its request.
@@ -130,8 +134,9 @@ type Summary struct {
 	Attempts int
 	// Total is the request's duration; FirstByte the time to the first
 	// byte of an upstream answer (0 when none came); Upstream the time an
-	// upstream request was open; Overhead crs's own time.
-	Total, FirstByte, Upstream, Overhead time.Duration
+	// upstream request was open; Queued the time it waited in its key's
+	// concurrency queue; Overhead crs's own time.
+	Total, FirstByte, Upstream, Queued, Overhead time.Duration
 	// Usage reports whether usage was recorded; Tokens and CostPico sum
 	// its records.
 	Usage    bool
@@ -144,7 +149,7 @@ func (x *Exchange) Summary(end time.Time) Summary {
 	s := Summary{
 		Platform: x.platform, Model: x.model, KeyName: x.keyName,
 		AccountID: x.accountID, AccountName: x.accountName, Attempts: x.attempts,
-		Total: end.Sub(x.start), Upstream: x.upstreamAt(end), Overhead: x.Overhead(end),
+		Total: end.Sub(x.start), Upstream: x.upstreamAt(end), Queued: x.queued, Overhead: x.Overhead(end),
 		Usage: x.usage, Tokens: x.tokens, CostPico: x.costPico,
 	}
 	if !x.committed.IsZero() {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/crs-relay/crs/internal/policy"
 	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/provider"
 	"github.com/crs-relay/crs/internal/store"
@@ -47,6 +48,13 @@ type Options struct {
 	ScrapeTimeout time.Duration
 	// Now is the clock that decides account statuses (default time.Now).
 	Now func() time.Time
+	// UsageQueueDepth reports the usage records waiting to be committed
+	// (usage.Recorder.QueueDepth) for crs_usage_queue_depth; nil leaves
+	// it out. Read on a scrape.
+	UsageQueueDepth func() int
+	// Prices is the price table in use, for crs_price_table_info; nil
+	// leaves it out. Read on a scrape, so a reloaded table shows at once.
+	Prices pricing.Source
 }
 
 // Metrics is one server's collectors on its own registry (never the
@@ -64,6 +72,8 @@ type Metrics struct {
 	tokens    *prometheus.CounterVec
 	cost      *prometheus.CounterVec
 	streams   *prometheus.GaugeVec
+	queued    prometheus.Gauge
+	queueWait *prometheus.HistogramVec
 
 	models   *labelSet
 	statuses statusLabels
@@ -76,6 +86,9 @@ var (
 	firstByteBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120}
 	durationBuckets  = []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 	overheadBuckets  = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+	// A key's queue wait ends by CONCURRENCY_QUEUE_TIMEOUT (30 s by
+	// default); the buckets reach past it for longer settings.
+	queueWaitBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120}
 )
 
 // New builds the collectors and registers them, with the Go runtime and
@@ -108,8 +121,8 @@ func New(o Options) *Metrics {
 		}, []string{"platform"}),
 		overhead: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "crs_relay_overhead_seconds",
-			Help: "Time spent in crs itself: the request's duration minus the time an upstream request was open, " +
-				"plus usage bookkeeping done while it was open.",
+			Help: "Time spent in crs itself: the request's duration minus the time an upstream request was open " +
+				"and minus the wait in its key's concurrency queue, plus usage bookkeeping done while an upstream request was open.",
 			Buckets: overheadBuckets,
 		}, []string{"platform"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -124,11 +137,21 @@ func New(o Options) *Metrics {
 			Name: "crs_streams_in_flight",
 			Help: "Streams past their first byte and not yet ended.",
 		}, []string{"platform"}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "crs_key_queue_depth",
+			Help: "Requests on this instance waiting in a relay key's concurrency queue for a slot.",
+		}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "crs_key_queue_wait_seconds",
+			Help: "Time requests waited in a relay key's concurrency queue, by how the wait ended: " +
+				"served (a slot came free), timeout (answered 429), canceled (the client left), error (the counters failed).",
+			Buckets: queueWaitBuckets,
+		}, []string{"outcome"}),
 		models:   newLabelSet(maxModels),
 		statuses: newStatusLabels(),
 	}
 	m.reg.MustRegister(m.requests, m.attempts, m.failovers, m.firstByte, m.duration, m.overhead,
-		m.tokens, m.cost, m.streams,
+		m.tokens, m.cost, m.streams, m.queued, m.queueWait,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newScrapeCollector(o))
@@ -272,6 +295,30 @@ func (m *Metrics) StreamClosed(platform store.Platform) {
 		return
 	}
 	m.streams.WithLabelValues(platformLabel(platform)).Dec()
+}
+
+var _ policy.QueueObserver = (*Metrics)(nil)
+
+// QueueEntered notes a request starting to wait in its key's concurrency
+// queue (policy.QueueObserver).
+func (m *Metrics) QueueEntered(ctx context.Context) {
+	if m == nil {
+		return
+	}
+	m.queued.Inc()
+}
+
+// QueueLeft notes the end of a wait QueueEntered began. The wait is taken
+// out of the request's overhead: it is the key's limit at work.
+func (m *Metrics) QueueLeft(ctx context.Context, waited time.Duration, outcome policy.QueueOutcome) {
+	if x := ExchangeFrom(ctx); x != nil {
+		x.queued += waited
+	}
+	if m == nil {
+		return
+	}
+	m.queued.Dec()
+	m.queueWait.WithLabelValues(string(outcome)).Observe(waited.Seconds())
 }
 
 // Recorded counts one usage record's tokens and cost (picodollars), and

@@ -6,21 +6,27 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/store"
 )
 
 // scrapeCollector reads what is cheaper to look up when Prometheus asks
-// than to track on every change: account statuses and the store's health.
-// Nothing here runs on a request's path.
+// than to track on every change: account statuses, the store's health,
+// the usage queue and the price table in use. Nothing here runs on a
+// request's path.
 type scrapeCollector struct {
-	accounts func(context.Context) ([]store.Account, error)
-	ping     func(context.Context) error
-	timeout  time.Duration
-	now      func() time.Time
+	accounts   func(context.Context) ([]store.Account, error)
+	ping       func(context.Context) error
+	usageQueue func() int
+	prices     pricing.Source
+	timeout    time.Duration
+	now        func() time.Time
 
-	accountsDesc *prometheus.Desc
-	storeUpDesc  *prometheus.Desc
-	storePing    *prometheus.Desc
+	accountsDesc   *prometheus.Desc
+	storeUpDesc    *prometheus.Desc
+	storePing      *prometheus.Desc
+	usageQueueDesc *prometheus.Desc
+	pricesDesc     *prometheus.Desc
 }
 
 func newScrapeCollector(o Options) *scrapeCollector {
@@ -31,7 +37,7 @@ func newScrapeCollector(o Options) *scrapeCollector {
 		o.Now = time.Now
 	}
 	return &scrapeCollector{
-		accounts: o.Accounts, ping: o.Ping, timeout: o.ScrapeTimeout, now: o.Now,
+		accounts: o.Accounts, ping: o.Ping, usageQueue: o.UsageQueueDepth, prices: o.Prices, timeout: o.ScrapeTimeout, now: o.Now,
 		accountsDesc: prometheus.NewDesc("crs_accounts",
 			"Upstream accounts by platform and status (active, disabled, unschedulable, or the cooldown kind while one runs).",
 			[]string{"platform", "status"}, nil),
@@ -39,6 +45,11 @@ func newScrapeCollector(o Options) *scrapeCollector {
 			"1 when the store answered a ping during this scrape, else 0.", nil, nil),
 		storePing: prometheus.NewDesc("crs_store_ping_seconds",
 			"How long the store took to answer a ping during this scrape (the timeout when it did not).", nil, nil),
+		usageQueueDesc: prometheus.NewDesc("crs_usage_queue_depth",
+			"Usage records waiting for the committer to store them; one that stays up means the store is slower than the traffic.", nil, nil),
+		pricesDesc: prometheus.NewDesc("crs_price_table_info",
+			"Always 1; the price table in use: its version, as_of date and origin (embedded, or the file or URL crs prices update read).",
+			[]string{"version", "as_of", "origin"}, nil),
 	}
 }
 
@@ -51,12 +62,25 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.storeUpDesc
 		ch <- c.storePing
 	}
+	if c.usageQueue != nil {
+		ch <- c.usageQueueDesc
+	}
+	if c.prices != nil {
+		ch <- c.pricesDesc
+	}
 }
 
 // Collect pings the store and counts accounts by status. A failed account
 // listing sends an invalid metric, which the handler reports as a scrape
 // error while still serving everything else.
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.usageQueue != nil {
+		ch <- prometheus.MustNewConstMetric(c.usageQueueDesc, prometheus.GaugeValue, float64(c.usageQueue()))
+	}
+	if c.prices != nil {
+		i := c.prices.Table().Info()
+		ch <- prometheus.MustNewConstMetric(c.pricesDesc, prometheus.GaugeValue, 1, i.Version, i.AsOf, i.Origin)
+	}
 	if c.ping != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		start := time.Now()

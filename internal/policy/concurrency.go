@@ -42,6 +42,28 @@ func (e *Engine) holder(requestID string) string {
 
 func noRelease() {}
 
+// QueueObserver hears of requests waiting in keys' concurrency queues.
+// Both methods run on the waiting request's goroutine, with its context,
+// and must return at once. Every QueueEntered is followed by exactly one
+// QueueLeft.
+type QueueObserver interface {
+	// QueueEntered: a request took a place in its key's queue.
+	QueueEntered(ctx context.Context)
+	// QueueLeft: the request left the queue after waiting for waited,
+	// with a slot (QueueServed) or without one.
+	QueueLeft(ctx context.Context, waited time.Duration, outcome QueueOutcome)
+}
+
+// QueueOutcome is how a wait in a key's queue ended.
+type QueueOutcome string
+
+const (
+	QueueServed   QueueOutcome = "served"   // a slot came free
+	QueueTimedOut QueueOutcome = "timeout"  // the queue timeout passed first (429 queue_timeout)
+	QueueCanceled QueueOutcome = "canceled" // the request ended while it waited
+	QueueFailed   QueueOutcome = "error"    // the counters failed (503)
+)
+
 // Acquire takes one of the key's concurrency slots for the request. When
 // all are taken it queues the request if the key's queue is on (its own
 // Policy.Queue, or else Options.Queue) and waits up to the queue timeout;
@@ -116,6 +138,11 @@ func (e *Engine) wait(ctx context.Context, id store.KeyID, slots, holder string,
 	}()
 
 	began := time.Now()
+	outcome := QueueFailed
+	if e.observer != nil {
+		e.observer.QueueEntered(ctx)
+		defer func() { e.observer.QueueLeft(ctx, time.Since(began), outcome) }()
+	}
 	timeout := time.NewTimer(e.queueTimeout)
 	defer timeout.Stop()
 	poll := time.NewTicker(queuePoll)
@@ -129,6 +156,7 @@ func (e *Engine) wait(ctx context.Context, id store.KeyID, slots, holder string,
 			return noRelease, unavailable("concurrency", err)
 		}
 		if ok {
+			outcome = QueueServed
 			q.observe(time.Since(began))
 			return e.hold(id, slots, holder, limit), nil
 		}
@@ -136,6 +164,7 @@ func (e *Engine) wait(ctx context.Context, id store.KeyID, slots, holder string,
 		case <-wake:
 		case <-poll.C:
 		case <-timeout.C:
+			outcome = QueueTimedOut
 			q.observe(e.queueTimeout)
 			return noRelease, &Denial{
 				Status:     http.StatusTooManyRequests,
@@ -145,6 +174,7 @@ func (e *Engine) wait(ctx context.Context, id store.KeyID, slots, holder string,
 				RetryAfter: time.Second,
 			}
 		case <-ctx.Done():
+			outcome = QueueCanceled
 			return noRelease, &Denial{
 				Status:  StatusClientClosed,
 				Type:    TypeAPI,

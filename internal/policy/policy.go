@@ -106,6 +106,10 @@ type Options struct {
 	SlotLease time.Duration
 	// ClientRules identify client programs; nil means DefaultClientRules.
 	ClientRules []ClientRule
+	// QueueObserver hears of every wait in a key's queue (metrics, and
+	// the relay's overhead, which must not count the wait); nil hears
+	// nothing.
+	QueueObserver QueueObserver
 }
 
 // Engine applies key policies. It is safe for concurrent use; construct it
@@ -121,6 +125,7 @@ type Engine struct {
 	queueTimeout time.Duration
 	slotLease    time.Duration
 	rules        map[string]ClientRule
+	observer     QueueObserver
 
 	// activated remembers activation times (store.KeyID → time.Time), so
 	// a key served from a cache that predates its activation does not
@@ -160,6 +165,7 @@ func New(o Options) *Engine {
 		queueFactor:  o.QueueFactor,
 		queueTimeout: o.QueueTimeout,
 		slotLease:    o.SlotLease,
+		observer:     o.QueueObserver,
 		rules:        make(map[string]ClientRule),
 		queues:       make(map[store.KeyID]*keyQueue),
 	}

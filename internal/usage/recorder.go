@@ -113,6 +113,15 @@ func (r *Recorder) Record(ctx context.Context, rec store.UsageRecord) error {
 	return r.spool([]store.UsageRecord{rec})
 }
 
+// QueueDepth is the number of records handed to Record that wait for the
+// committer to take them into a batch (at most QueueCapacity). A depth
+// that stays up means the store commits slower than records arrive; at
+// capacity, Record waits and then spools.
+func (r *Recorder) QueueDepth() int { return len(r.queue) }
+
+// QueueCapacity is the most records the queue holds.
+func (r *Recorder) QueueCapacity() int { return cap(r.queue) }
+
 // Start launches the committer. It runs until Close, then drains the
 // queue: everything queued is committed or spooled.
 func (r *Recorder) Start() {
