@@ -133,7 +133,7 @@ func TestHelpAndUsageErrors(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	out := ok(t, "", "version")
-	if !regexp.MustCompile(`^crs \S+.*\n$`).MatchString(out) {
+	if !regexp.MustCompile(`^crs \S+.*\nprices \S+, as of \d{4}-\d\d-\d\d \(.+\)\n$`).MatchString(out) {
 		t.Fatalf("version output %q", out)
 	}
 	fails(t, 2, "unexpected argument", "version", "extra")

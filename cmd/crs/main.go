@@ -88,7 +88,10 @@ func commands() []command {
 		{"service restart", serviceNameSynopsis, "restart the service, e.g. after an upgrade", serviceVerb("restart")},
 		{"service status", serviceNameSynopsis, "show whether the service runs (systemctl status)", serviceStatus},
 		{"service logs", serviceLogsSynopsis, "show the service's log (journalctl)", serviceLogs},
-		{"version", "", "print the version", versionCmd},
+		{"prices show", "[--json]", "show the price table in use: version, date, origin, model count", pricesShow},
+		{"prices update", pricesUpdateSynopsis, "store a new price table from FILE or URL (default $PRICES_URL); running servers switch to it", pricesUpdate},
+		{"prices reset", "", "go back to the price table built into this binary", pricesReset},
+		{"version", "[--data-dir DIR]", "print the version and the price table in use", versionCmd},
 	}
 }
 
@@ -100,7 +103,7 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  crs %s %s\n      %s\n", c.name, c.synopsis, c.short)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every command but version takes --data-dir DIR (default $DATA_DIR, else ./data).")
+	fmt.Fprintln(w, "Every command takes --data-dir DIR (default $DATA_DIR, else ./data).")
 	fmt.Fprintln(w, "Run crs <command> -h for its flags.")
 }
 

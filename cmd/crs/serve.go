@@ -109,13 +109,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	// Onboarding from the admin API shares the relay's pooled transports.
 	e.Admin.OAuth.HTTPClient = pool.Client
 	sched := scheduler.New(e.Store, scheduler.Options{StickyTTL: cfg.StickyTTL})
+	// The price table `crs prices update` stored, else the embedded one;
+	// rl.Refresh reloads it when the store changes.
+	prices := pricing.NewLive(e.Store)
+	// Account statuses, the store's health, the usage queue and the price
+	// table are read when Prometheus scrapes, never on a request.
+	mx := metrics.New(metrics.Options{Version: version(), Accounts: e.Store.ListAccounts, Ping: e.Store.Ping,
+		UsageQueueDepth: rec.QueueDepth, Prices: prices})
 	// The store's counters: in this process for the embedded store, shared
 	// by every instance for the shared one.
 	counters := e.Store.Counters()
 	limits := policy.New(policy.Options{
 		Counters: counters, Spend: e.Store.SummarizeUsage, Activate: e.Store.ActivateKey,
 		Location: cfg.Location, Queue: cfg.ConcurrencyQueue, QueueTimeout: cfg.ConcurrencyQueueTimeout,
-		SlotLease: cfg.SlotLease,
+		SlotLease: cfg.SlotLease, QueueObserver: mx,
 	})
 	tokens := &oauth.Refresher{
 		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead,
@@ -139,9 +146,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			return &oauth.Client{Endpoints: cfg.ClaudeOAuth, HTTP: hc}, nil
 		},
 	}
-	// Account statuses and the store's health are read when Prometheus
-	// scrapes, never on a request.
-	mx := metrics.New(metrics.Options{Version: version(), Accounts: e.Store.ListAccounts, Ping: e.Store.Ping})
 	rl := relay.New(relay.Config{
 		ClaudeBaseURL:     cfg.ClaudeAPIURL,
 		OpenAIBaseURL:     cfg.OpenAIAPIURL,
@@ -160,7 +164,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Keys:      relay.NewKeyCache(e.Store, nil),
 		Scheduler: sched,
 		Recorder:  rec,
-		Prices:    pricing.Default(),
+		Prices:    prices,
 		Pool:      pool,
 		Box:       e.Box,
 		Tokens:    tokens,

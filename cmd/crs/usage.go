@@ -80,10 +80,24 @@ func version() string {
 	return v
 }
 
+// versionCmd prints the binary's version and the price table it would
+// use on this DATA_DIR: the one `crs prices update` stored, else the
+// embedded one. A store it cannot read does not fail the command: it
+// names the embedded table and says why on standard error.
 func versionCmd(ctx context.Context, c *cli, args []string) error {
-	if len(args) > 0 {
-		return usageError{fmt.Sprintf("version: unexpected argument %q", args[0])}
+	fs, dataDir := newFlags(c, "version", "[--data-dir DIR]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
 	}
-	_, err := fmt.Fprintf(c.stdout, "crs %s\n", version())
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("version: unexpected argument %q", pos[0])}
+	}
+	fmt.Fprintf(c.stdout, "crs %s\n", version())
+	info, err := pricesInUse(ctx, c, *dataDir)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "crs: note: the stored price table was not read (%s)\n", oneLine(describe(err)))
+	}
+	_, err = fmt.Fprintln(c.stdout, describePrices(info))
 	return err
 }

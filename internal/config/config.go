@@ -122,6 +122,9 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof there (PPROF_ADDR, e.g.
 	// 127.0.0.1:6060); off by default, and never on the main listener.
 	PprofAddr string
+	// PricesURL is where `crs prices update` fetches a price table when it
+	// is given neither --file nor --url (PRICES_URL); empty means none.
+	PricesURL string
 }
 
 // Var documents one environment variable for `crs serve --help`.
@@ -175,6 +178,7 @@ func Vars() []Var {
 		{"UPSTREAM_FAILOVER_DEADLINE", "180s", "all attempts of one request together"},
 		{"SHUTDOWN_TIMEOUT", "30s", "drain time for in-flight streams on SIGTERM"},
 		{"PPROF_ADDR", "(off)", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060"},
+		{"PRICES_URL", "(none)", "http(s) URL of a price table that `crs prices update` fetches when given no --file or --url"},
 	}
 }
 
@@ -243,6 +247,12 @@ func Load(getenv func(string) string) (Config, error) {
 		AuthorizeURL:  p.endpointURL("GOOGLE_OAUTH_AUTHORIZE_URL", oauth.DefaultGoogleEndpoints().AuthorizeURL),
 		TokenURL:      p.endpointURL("GOOGLE_OAUTH_TOKEN_URL", oauth.DefaultGoogleEndpoints().TokenURL),
 		CodeAssistURL: c.CodeAssistAPIURL,
+	}
+	if c.PricesURL = strings.TrimSpace(getenv("PRICES_URL")); c.PricesURL != "" {
+		if u, err := url.Parse(c.PricesURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// The value is not echoed: a URL may carry a token.
+			p.fail("PRICES_URL", "want an http:// or https:// URL of a price table")
+		}
 	}
 	if c.PprofAddr != "" {
 		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {

@@ -130,7 +130,7 @@ func (r *Relay) GeminiModels(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	models := []map[string]any{}
-	for _, m := range r.prices.Models() {
+	for _, m := range r.prices.Table().Models() {
 		if !strings.HasPrefix(m.ID, "gemini-") {
 			continue
 		}

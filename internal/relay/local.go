@@ -25,7 +25,7 @@ func (r *Relay) Models(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	data := []map[string]any{}
-	for _, m := range r.prices.Models() {
+	for _, m := range r.prices.Table().Models() {
 		if !strings.HasPrefix(m.ID, "claude-") {
 			continue
 		}

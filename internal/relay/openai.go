@@ -89,7 +89,7 @@ func (r *Relay) OpenAIModels(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	data := []map[string]any{}
-	for _, m := range r.prices.Models() {
+	for _, m := range r.prices.Table().Models() {
 		if !strings.HasPrefix(m.ID, "gpt-") && !strings.HasPrefix(m.ID, "o") && !strings.HasPrefix(m.ID, "codex") {
 			continue
 		}

@@ -73,7 +73,7 @@ type Relay struct {
 	keys     *KeyCache
 	sched    *scheduler.Scheduler
 	rec      *usage.Recorder
-	prices   *pricing.Table
+	prices   pricing.Source
 	pool     *netx.Pool
 	box      *secret.Box
 	tokens   *oauth.Refresher
@@ -95,9 +95,12 @@ type Deps struct {
 	Keys      *KeyCache
 	Scheduler *scheduler.Scheduler
 	Recorder  *usage.Recorder
-	Prices    *pricing.Table
-	Pool      *netx.Pool
-	Box       *secret.Box
+	// Prices is the price table, read once per usage record; a
+	// pricing.Reloader (a *pricing.Live) is reloaded by Refresh, so a
+	// table stored by `crs prices update` applies without a restart.
+	Prices pricing.Source
+	Pool   *netx.Pool
+	Box    *secret.Box
 	// Tokens hands out access tokens for OAuth and setup-token accounts;
 	// nil leaves such accounts unusable (they fail over).
 	Tokens *oauth.Refresher
@@ -204,7 +207,7 @@ func (r *Relay) readBody(w http.ResponseWriter, req *http.Request, shape errorSh
 func (r *Relay) record(ctx context.Context, c *call, acct store.Account, rec store.UsageRecord, tk pricing.Tokens) {
 	rec.Input, rec.Output = tk.Input, tk.Output
 	rec.CacheWrite5m, rec.CacheWrite1h, rec.CacheRead = tk.CacheWrite5m, tk.CacheWrite1h, tk.CacheRead
-	rec.CostPico = pricing.ToPico(r.prices.Cost(rec.Model, tk))
+	rec.CostPico = r.prices.Table().CostPico(rec.Model, tk)
 	rec.RatedCostPico = policy.RatedCost(c.key, acct.Platform, rec.CostPico)
 	if rec.CreatedAt.IsZero() {
 		rec.CreatedAt = r.now()
@@ -222,9 +225,23 @@ func (r *Relay) record(ctx context.Context, c *call, acct store.Account, rec sto
 	r.metrics.Recorded(ctx, acct.Platform, rec.Model, tk, rec.CostPico, time.Since(began)) // metrics hook
 }
 
-// Refresh reloads the key cache and the account snapshot.
+// Refresh reloads the key cache, the account snapshot and, when it can
+// change, the price table.
 func (r *Relay) Refresh(ctx context.Context) error {
-	return errors.Join(r.keys.Reload(ctx), r.sched.Reload(ctx))
+	return errors.Join(r.keys.Reload(ctx), r.sched.Reload(ctx), r.reloadPrices(ctx))
+}
+
+func (r *Relay) reloadPrices(ctx context.Context) error {
+	l, ok := r.prices.(pricing.Reloader)
+	if !ok {
+		return nil
+	}
+	changed, err := l.Reload(ctx)
+	if changed {
+		i := l.Table().Info()
+		r.log.Info("price table in use", "version", i.Version, "as_of", i.AsOf, "origin", i.Origin, "models", i.Models)
+	}
+	return err
 }
 
 // FlushTouches writes gathered last-used times of keys and accounts.
