@@ -1,0 +1,336 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// Summaries and rollups read what InsertUsage keeps (see the layout in
+// usage.go): rollup rows where a span covers whole days or hours, records
+// only at its edges.
+
+// readUsageScript reads rollups and records for a summary in one atomic
+// step. KEYS[1] is P rec. ARGV is a list of reads of five values each: a
+// kind, the position of a sorted set in KEYS, its min and max score, and
+// a name base.
+//
+//	"r": the set holds periods; the rollup hash base..period of each is
+//	     returned as {period, dims, row, dims, row, ...} in the first
+//	     list (empty when the family has no records then).
+//	"l": the set is a record index; the encoded records go to the second
+//	     list, and base is unused.
+//
+// The rollup hashes are not in KEYS, as only the script learns their
+// periods; they share the {u} slot, where Redis Cluster lets a script
+// reach undeclared keys. Totals are summed in Go: Lua numbers are doubles.
+var readUsageScript = goredis.NewScript(`
+local rollups, records = {}, {}
+for i = 1, #ARGV, 5 do
+	local ids = redis.call('ZRANGEBYSCORE', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+	if ARGV[i] == 'r' then
+		for _, p in ipairs(ids) do
+			local row = redis.call('HGETALL', ARGV[i + 4] .. p)
+			if #row > 0 then
+				table.insert(row, 1, p)
+				rollups[#rollups + 1] = row
+			end
+		end
+	else
+		for j = 1, #ids, 1000 do
+			local got = redis.call('HMGET', KEYS[1], unpack(ids, j, math.min(j + 999, #ids)))
+			for _, b in ipairs(got) do
+				if b then
+					records[#records + 1] = b
+				end
+			end
+		end
+	end
+end
+return {rollups, records}
+`)
+
+// usageRead is one read of readUsageScript.
+type usageRead struct {
+	kind string // "r" or "l"
+	set  string // the sorted set to range over
+	sp   span
+	base string // "r": the rollup hashes' name before the period
+}
+
+// rollupRead reads the rollups of g in family fam with periods in sp.
+func (s *Store) rollupRead(g store.Granularity, fam string, sp span) usageRead {
+	return usageRead{"r", s.rollupPeriods(g), sp, s.rollupBase(g, fam)}
+}
+
+// rollupRow is one decoded rollup row.
+type rollupRow struct {
+	period  int64
+	key     store.KeyID
+	account store.AccountID
+	model   string
+	store.Counters
+}
+
+// readUsage runs reads in one script call and returns the rollup rows
+// and the records.
+func (s *Store) readUsage(ctx context.Context, reads []usageRead) ([]rollupRow, []store.UsageRecord, error) {
+	keys := []string{s.usageKey("rec")}
+	args := make([]any, 0, 5*len(reads))
+	for _, r := range reads {
+		keys = append(keys, r.set)
+		args = append(args, r.kind, len(keys), r.sp.min(), r.sp.max(), r.base)
+	}
+	res, err := readUsageScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(res) != 2 {
+		return nil, nil, fmt.Errorf("%w: %d lists, want 2", errReply, len(res))
+	}
+	hashes, _ := res[0].([]any)
+	blobs, _ := res[1].([]any)
+	var rows []rollupRow
+	for _, h := range hashes {
+		flat, err := replyList(h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(flat)%2 != 1 {
+			return nil, nil, fmt.Errorf("%w: rollup of %d values", errReply, len(flat))
+		}
+		period, err := strconv.ParseInt(flat[0], 10, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rollup period %q: %w", flat[0], err)
+		}
+		for i := 1; i < len(flat); i += 2 {
+			key, acct, model, ok := parseDims(flat[i])
+			if !ok {
+				return nil, nil, fmt.Errorf("malformed rollup dims %q", flat[i])
+			}
+			c, err := unpackCounters([]byte(flat[i+1]))
+			if err != nil {
+				return nil, nil, err
+			}
+			rows = append(rows, rollupRow{period, key, acct, model, c})
+		}
+	}
+	recs := make([]store.UsageRecord, 0, len(blobs))
+	for _, b := range blobs {
+		str, _ := b.(string)
+		r, err := decodeRecord([]byte(str))
+		if err != nil {
+			return nil, nil, err
+		}
+		recs = append(recs, r)
+	}
+	return rows, recs, nil
+}
+
+// SummarizeUsage totals records per key, per account and per model, each
+// list ordered by its name, in one round trip that reads a consistent
+// snapshot. It reads as little as it can: the daily rollups of the whole
+// days (store zone) inside [From, To), the hourly rollups of the whole
+// UTC hours in the rest, and records only in the partial hours at the two
+// ends, from the index of the filter. With a KeyID it reads that key's
+// rollups, else those of all records, and leaves out other accounts in Go
+// when an AccountID is given. A key's spend over a day, a week or all
+// time so costs a few dozen small hashes, not one read per request.
+func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
+	var sum store.UsageSummary
+	whole := filterSpan(f)
+	if whole.lo >= whole.hi {
+		return sum, nil
+	}
+	fam := famAll()
+	if f.KeyID != "" {
+		fam = famKey(f.KeyID)
+	}
+	days, hours, partial := s.summaryPlan(whole)
+	var reads []usageRead
+	for _, sp := range days {
+		reads = append(reads, s.rollupRead(store.Daily, fam, sp))
+	}
+	for _, sp := range hours {
+		reads = append(reads, s.rollupRead(store.Hourly, fam, sp))
+	}
+	for _, sp := range partial {
+		reads = append(reads, usageRead{kind: "l", set: s.usageIndex(f.KeyID, f.AccountID), sp: sp})
+	}
+	rows, recs, err := s.readUsage(ctx, reads)
+	if err != nil {
+		return sum, fmt.Errorf("redis: summarize usage: %w", err)
+	}
+
+	type dims struct {
+		key     store.KeyID
+		account store.AccountID
+		model   string
+	}
+	totals := map[dims]*store.Counters{}
+	add := func(d dims, c store.Counters) {
+		if (f.KeyID != "" && d.key != f.KeyID) || (f.AccountID != "" && d.account != f.AccountID) {
+			return
+		}
+		t := totals[d]
+		if t == nil {
+			t = &store.Counters{}
+			totals[d] = t
+		}
+		t.Merge(c)
+	}
+	for _, r := range rows {
+		add(dims{r.key, r.account, r.model}, r.Counters)
+	}
+	for _, r := range recs {
+		var c store.Counters
+		c.Add(r)
+		add(dims{r.KeyID, r.AccountID, r.Model}, c)
+	}
+
+	byKey := map[store.KeyID]*store.Counters{}
+	byAcct := map[store.AccountID]*store.Counters{}
+	byModel := map[string]*store.Counters{}
+	for d, c := range totals {
+		merge(byKey, d.key, *c)
+		merge(byAcct, d.account, *c)
+		merge(byModel, d.model, *c)
+	}
+	for k, c := range byKey {
+		sum.Keys = append(sum.Keys, store.UsageRow{KeyID: k, Counters: *c})
+	}
+	for a, c := range byAcct {
+		sum.Accounts = append(sum.Accounts, store.UsageRow{AccountID: a, Counters: *c})
+	}
+	for m, c := range byModel {
+		sum.Models = append(sum.Models, store.UsageRow{Model: m, Counters: *c})
+	}
+	slices.SortFunc(sum.Keys, func(a, b store.UsageRow) int { return cmp.Compare(a.KeyID, b.KeyID) })
+	slices.SortFunc(sum.Accounts, func(a, b store.UsageRow) int { return cmp.Compare(a.AccountID, b.AccountID) })
+	slices.SortFunc(sum.Models, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
+	return sum, nil
+}
+
+func merge[K comparable](m map[K]*store.Counters, k K, c store.Counters) {
+	t := m[k]
+	if t == nil {
+		t = &store.Counters{}
+		m[k] = t
+	}
+	t.Merge(c)
+}
+
+// summaryPlan splits whole into the spans of whole days (read from daily
+// rollups), of whole hours (hourly rollups) and the rest (records). The
+// parts are disjoint and cover whole, so every record is counted once.
+// Days of a zone off the hour (UTC+05:45) start inside a UTC hour; the
+// hours and records then fill in around them.
+func (s *Store) summaryPlan(whole span) (days, hours, partial []span) {
+	edges := []span{whole}
+	if d0, d1 := s.ceilDay(whole.lo), s.floorDay(whole.hi); d0 < d1 {
+		days = []span{{d0, d1}}
+		edges = []span{{whole.lo, d0}, {d1, whole.hi}}
+	}
+	for _, e := range edges {
+		if e.lo >= e.hi {
+			continue
+		}
+		h0, h1 := ceilHour(e.lo), floorHour(e.hi)
+		if h0 >= h1 {
+			partial = append(partial, e)
+			continue
+		}
+		hours = append(hours, span{h0, h1})
+		for _, p := range [...]span{{e.lo, h0}, {h1, e.hi}} {
+			if p.lo < p.hi {
+				partial = append(partial, p)
+			}
+		}
+	}
+	return days, hours, partial
+}
+
+const hourMs = int64(time.Hour / time.Millisecond)
+
+// floorHour is the start of the UTC hour holding ms; ceilHour the first
+// hour start at or after ms. Open ends stay open.
+func floorHour(ms int64) int64 {
+	if ms == negInf || ms == posInf {
+		return ms
+	}
+	h := ms / hourMs * hourMs
+	if h > ms {
+		h -= hourMs
+	}
+	return h
+}
+
+func ceilHour(ms int64) int64 {
+	h := floorHour(ms)
+	if h == ms {
+		return ms
+	}
+	return h + hourMs
+}
+
+// floorDay is the start of the store-zone day holding ms; ceilDay the first
+// day start at or after ms. Open ends stay open.
+func (s *Store) floorDay(ms int64) int64 {
+	if ms == negInf || ms == posInf {
+		return ms
+	}
+	return s.dayStart(time.UnixMilli(ms))
+}
+
+func (s *Store) ceilDay(ms int64) int64 {
+	d := s.floorDay(ms)
+	if d == ms {
+		return ms
+	}
+	y, m, day := time.UnixMilli(d).In(s.loc).Date()
+	return time.Date(y, m, day+1, 0, 0, 0, 0, s.loc).UnixMilli()
+}
+
+// Rollups returns rollup rows of granularity g with Period in [from, to),
+// ordered by period, key, account and model, in one round trip. A zero to
+// means no upper bound. Hourly periods are in UTC, daily ones in the
+// store's zone.
+func (s *Store) Rollups(ctx context.Context, g store.Granularity, from, to time.Time) ([]store.Rollup, error) {
+	if g != store.Hourly && g != store.Daily {
+		return nil, fmt.Errorf("redis: rollups: unknown granularity %q", g)
+	}
+	sp := span{from.UnixMilli(), posInf}
+	if from.IsZero() {
+		sp.lo = negInf
+	}
+	if !to.IsZero() {
+		sp.hi = to.UnixMilli()
+	}
+	if sp.lo >= sp.hi {
+		return nil, nil
+	}
+	rows, _, err := s.readUsage(ctx, []usageRead{s.rollupRead(g, famAll(), sp)})
+	if err != nil {
+		return nil, fmt.Errorf("redis: rollups: %w", err)
+	}
+	out := make([]store.Rollup, len(rows))
+	for i, r := range rows {
+		period := time.UnixMilli(r.period).UTC()
+		if g == store.Daily {
+			period = period.In(s.loc)
+		}
+		out[i] = store.Rollup{Period: period, KeyID: r.key, AccountID: r.account, Model: r.model, Counters: r.Counters}
+	}
+	slices.SortFunc(out, func(a, b store.Rollup) int {
+		return cmp.Or(a.Period.Compare(b.Period), cmp.Compare(a.KeyID, b.KeyID),
+			cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Model, b.Model))
+	})
+	return out, nil
+}
