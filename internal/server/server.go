@@ -89,7 +89,8 @@ func New(o Options) http.Handler {
 		mux.Handle("POST "+keystats.Path, o.Stats)
 	}
 	for _, r := range o.Admin {
-		mux.Handle(r.Method+" "+r.Pattern, r.Handler)
+		// Pattern carries the method already ("POST /admin/login").
+		mux.Handle(r.Pattern, r.Handler)
 	}
 	mux.HandleFunc("/", notFound)
 
