@@ -10,6 +10,7 @@ import (
 
 	"github.com/crs-relay/crs/internal/config"
 	"github.com/crs-relay/crs/internal/lockfile"
+	"github.com/crs-relay/crs/internal/store/backend"
 	"github.com/crs-relay/crs/internal/store/sqlite"
 )
 
@@ -32,6 +33,9 @@ func backupCmd(ctx context.Context, c *cli, args []string) error {
 	}
 	if len(pos) != 1 {
 		return usageError{"backup: want one FILE to write the backup to"}
+	}
+	if err := embeddedOnly(c.getenv, "backup"); err != nil {
+		return err
 	}
 	dir, err := absDataDir(*dataDir, c.getenv)
 	if err != nil {
@@ -81,6 +85,9 @@ func restoreCmd(ctx context.Context, c *cli, args []string) error {
 	}
 	src, err := filepath.Abs(pos[0])
 	if err != nil {
+		return err
+	}
+	if err := embeddedOnly(c.getenv, "restore"); err != nil {
 		return err
 	}
 	dir, err := absDataDir(*dataDir, c.getenv)
@@ -190,4 +197,14 @@ func byteSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %sB", float64(n)/float64(div), strings.Split("k M G T P", " ")[exp])
+}
+
+// embeddedOnly refuses a command that works on the embedded file when the
+// environment selects the shared store, instead of quietly copying a
+// DATA_DIR/crs.db no server uses.
+func embeddedOnly(getenv func(string) string, cmd string) error {
+	if strings.TrimSpace(getenv("REDIS_URL")) == "" && strings.TrimSpace(getenv("REDIS_HOST")) == "" {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", cmd, backend.ErrEmbeddedOnly)
 }

@@ -9,12 +9,11 @@ import (
 	"github.com/crs-relay/crs/internal/config"
 	"github.com/crs-relay/crs/internal/secret"
 	"github.com/crs-relay/crs/internal/store"
-	"github.com/crs-relay/crs/internal/store/sqlite"
-	"path/filepath"
+	"github.com/crs-relay/crs/internal/store/backend"
 )
 
 // DBFile is the name of the SQLite database inside DATA_DIR.
-const DBFile = "crs.db"
+const DBFile = backend.DBFile
 
 // env is what every command that touches state needs: the validated
 // configuration, the open store, the credential box and the management
@@ -66,7 +65,7 @@ func openEnv(ctx context.Context, dataDirFlag string, getenv func(string) string
 	if err != nil {
 		return nil, fmt.Errorf("ENCRYPTION_KEY: %w", err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, DBFile), sqlite.Options{Location: cfg.Location})
+	st, err := backend.Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

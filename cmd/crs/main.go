@@ -80,6 +80,8 @@ func commands() []command {
 		{"doctor", doctorSynopsis, "check config, store, clock and each account's reachability; say what is wrong", doctorCmd},
 		{"backup", backupSynopsis, "write a consistent copy of the database to FILE, also while the server runs", backupCmd},
 		{"restore", restoreSynopsis, "put a backup in place of the database (server stopped); the old one stays as crs.db.bak", restoreCmd},
+		{"export", exportSynopsis, "write keys, accounts, groups, admin and usage as one JSON file (credentials stay sealed)", exportCmd},
+		{"import", importSynopsis, "read a crs export into this deployment, re-sealing credentials with its key; safe to re-run", importCmd},
 		{"healthcheck", healthcheckSynopsis, "exit 0 when the server's /health answers 200 (for container health checks)", healthcheckCmd},
 		{"service install", serviceInstallSynopsis, "run crs serve as a systemd service that starts at boot (Linux, as root)", serviceInstall},
 		{"service uninstall", serviceRemoveSynopsis, "stop, disable and remove the systemd service (DATA_DIR stays)", serviceUninstall},
