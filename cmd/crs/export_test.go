@@ -183,7 +183,13 @@ func populate(t *testing.T, d deployment) int {
 	}
 	must(t, st.SetAdmin(ctx, store.Admin{Username: "boss", PasswordHash: string(hash), UpdatedAt: now}))
 	must(t, st.SetSetting(ctx, "notify.channels", e.Box.Seal([]byte(`[{"type":"webhook","url":"https://hooks.example/secret-path"}]`))))
-	must(t, st.SetSetting(ctx, "prices.table", []byte(`{"claude-sonnet-4":{"input":3}}`)))
+	// A price table override as the pricing package stores it: the
+	// embedded table, noted as given from a file.
+	prices, err := os.ReadFile("../../internal/pricing/prices.json")
+	must(t, err)
+	override, err := json.Marshal(map[string]any{"origin": "/etc/crs/prices.json", "updated_at": now, "table": json.RawMessage(prices)})
+	must(t, err)
+	must(t, st.SetSetting(ctx, "prices.table", override))
 
 	// Usage over four days, several keys, accounts and models; some
 	// records share a millisecond, and retries share a request ID.
