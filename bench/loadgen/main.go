@@ -59,6 +59,7 @@ type options struct {
 	label       string
 	samples     bool
 	jsonOut     bool
+	sessions    int
 }
 
 func parseFlags(args []string) (options, error) {
@@ -78,6 +79,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.label, "label", "", "free text copied into the result, to tell runs apart")
 	fs.BoolVar(&o.samples, "samples", false, "include every TTFB sample (microseconds) in the JSON result")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object")
+	fs.IntVar(&o.sessions, "sessions", 0, "send X-Claude-Code-Session-Id, cycling over this many conversations, as Claude Code does (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -88,8 +90,8 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-url is required")
 	case o.concurrency < 1:
 		return o, errors.New("-concurrency must be at least 1")
-	case o.requests < 0 || o.hold < 0 || o.bodyBytes < 0:
-		return o, errors.New("-requests, -hold and -body-bytes must not be negative")
+	case o.requests < 0 || o.hold < 0 || o.bodyBytes < 0 || o.sessions < 0:
+		return o, errors.New("-requests, -hold, -body-bytes and -sessions must not be negative")
 	case o.requests == 0 && o.hold == 0 && o.duration <= 0:
 		return o, errors.New("one of -requests, -duration or -hold must bound the run")
 	case o.timeout <= 0 || o.maxTime <= 0:
@@ -266,6 +268,9 @@ func drive(ctx context.Context, o options, one func(context.Context) sample) dri
 	return driven{list: list, wall: time.Since(begin)}
 }
 
+// sessionSeq picks the conversation of the next request.
+var sessionSeq atomic.Uint64
+
 // doRequest sends one streamed request and reads the whole response. A
 // response is a success when it is a 200 whose stream ends with
 // message_stop; anything else counts as an error of a named kind.
@@ -281,6 +286,10 @@ func doRequest(ctx context.Context, client *http.Client, o options, body []byte)
 	req.Header.Set("Anthropic-Version", "2023-06-01")
 	if o.key != "" {
 		req.Header.Set("X-Api-Key", o.key)
+	}
+	if o.sessions > 0 {
+		n := sessionSeq.Add(1) % uint64(o.sessions)
+		req.Header.Set("X-Claude-Code-Session-Id", fmt.Sprintf("00000000-0000-4000-8000-%012d", n))
 	}
 
 	start := time.Now()

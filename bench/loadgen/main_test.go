@@ -221,3 +221,25 @@ func TestParseProc(t *testing.T) {
 		t.Errorf("rssKiB(self) = %v, %v", rss, err)
 	}
 }
+
+// TestSessionsCycleConversations: -sessions N sends Claude Code's session
+// header over exactly N conversations; without it, none is sent.
+func TestSessionsCycleConversations(t *testing.T) {
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
+	url := fake.URL() + "/v1/messages"
+	runJSON(t, "-url", url, "-concurrency", "3", "-requests", "30", "-sessions", "4")
+	seen := map[string]int{}
+	for _, r := range fake.Requests() {
+		seen[r.Header.Get("X-Claude-Code-Session-Id")]++
+	}
+	if len(seen) != 4 || seen[""] != 0 {
+		t.Errorf("sessions seen %v, want 4 distinct, each request with one", seen)
+	}
+	fake.Reset()
+	runJSON(t, "-url", url, "-requests", "3")
+	for _, r := range fake.Requests() {
+		if v := r.Header.Get("X-Claude-Code-Session-Id"); v != "" {
+			t.Errorf("session %q sent without -sessions", v)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/crs-relay/crs/internal/netx"
 	"github.com/crs-relay/crs/internal/secret"
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/backend"
 	"github.com/crs-relay/crs/internal/store/sqlite"
 )
 
@@ -88,6 +89,10 @@ func (d *doctor) run(ctx context.Context, getenv func(string) string, dataDirFla
 
 	fi, err := os.Stat(cfg.DataDir)
 	switch {
+	case errors.Is(err, os.ErrNotExist) && cfg.Shared():
+		// The shared store is in Redis; DATA_DIR holds only this
+		// instance's spool and init.json, made at its first start.
+		d.note("DATA_DIR", "%s does not exist yet; crs serve creates it on first start", cfg.DataDir)
 	case errors.Is(err, os.ErrNotExist):
 		d.problem("DATA_DIR", "%s does not exist; crs serve creates it on first start, so if crs has run before, DATA_DIR (or --data-dir) points at the wrong place", cfg.DataDir)
 		return
@@ -98,12 +103,16 @@ func (d *doctor) run(ctx context.Context, getenv func(string) string, dataDirFla
 		d.problem("DATA_DIR", "%s is not a directory", cfg.DataDir)
 		return
 	}
-	d.checkOwners(cfg.DataDir)
+	if err == nil {
+		d.checkOwners(cfg.DataDir)
+	}
 	box := d.checkKey(cfg)
 
 	db := filepath.Join(cfg.DataDir, DBFile)
 	var accounts []store.Account
-	if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
+	if cfg.Shared() {
+		accounts = d.checkSharedStore(ctx, cfg, box)
+	} else if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
 		d.note("store", "no database yet at %s; crs serve creates it on first start", db)
 	} else {
 		accounts = d.checkStore(ctx, db)
@@ -197,6 +206,55 @@ func (d *doctor) checkStore(ctx context.Context, db string) []store.Account {
 		return nil
 	}
 	d.ok("store", "%s (schema v%d) answers; %d key%s, %d account%s", db, version, len(keys), plural(len(keys)), len(accounts), plural(len(accounts)))
+	if len(accounts) == 0 {
+		d.note("accounts", "none yet; add one with crs accounts add (or crs accounts oauth start)")
+	}
+	return accounts
+}
+
+// checkSharedStore opens the shared store as the server would, and says
+// whether Redis answers, keeps what it is told, and seals with this
+// ENCRYPTION_KEY.
+func (d *doctor) checkSharedStore(ctx context.Context, cfg config.Config, box *secret.Box) []store.Account {
+	where := strings.Join(cfg.Redis.Addrs, ",")
+	st, err := backend.Open(ctx, cfg)
+	if err != nil {
+		d.problem("store", "Redis at %s: %v", where, err)
+		return nil
+	}
+	defer st.Close()
+	keys, err := st.ListKeys(ctx, false)
+	if err != nil {
+		d.problem("store", "listing keys: %v", err)
+		return nil
+	}
+	accounts, err := st.ListAccounts(ctx)
+	if err != nil {
+		d.problem("store", "listing accounts: %v", err)
+		return nil
+	}
+	d.ok("store", "shared, Redis at %s (prefix %s) answers; %d key%s, %d account%s", where, cfg.Redis.Prefix,
+		len(keys), plural(len(keys)), len(accounts), plural(len(accounts)))
+	findings, err := backend.Durability(ctx, st)
+	switch {
+	case err != nil:
+		d.problem("redis persistence", "%v", err)
+	case len(findings) == 0:
+		d.ok("redis persistence", "append-only file on, no eviction")
+	default:
+		for _, f := range findings {
+			if strings.Contains(f, "does not let crs read") {
+				d.note("redis persistence", "%s", f)
+			} else {
+				d.problem("redis persistence", "%s", f)
+			}
+		}
+	}
+	if box != nil {
+		if _, err := checkKey(ctx, st, box, true); err != nil {
+			d.problem("encryption key", "%v", err)
+		}
+	}
 	if len(accounts) == 0 {
 		d.note("accounts", "none yet; add one with crs accounts add (or crs accounts oauth start)")
 	}

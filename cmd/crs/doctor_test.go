@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/redis/redistest"
 	"github.com/crs-relay/crs/internal/store/sqlite"
 )
 
@@ -250,4 +251,61 @@ func TestClockSkewWords(t *testing.T) {
 			t.Errorf("skew %s: problems %d, %q", c.skew, d.problems, b.String())
 		}
 	}
+}
+
+// TestDoctorSharedMode: with REDIS_URL set, doctor checks the shared store
+// instead of DATA_DIR's file: that Redis answers, keeps what it is told
+// (append-only file, no eviction), and seals with this ENCRYPTION_KEY.
+func TestDoctorSharedMode(t *testing.T) {
+	isolate(t)
+	target := newProbeTarget(t)
+	pointUpstreamsAt(t, target.URL)
+	t.Setenv("ENCRYPTION_KEY", "doctor-shared-encryption-key-0123456789")
+	t.Setenv("JWT_SECRET", "doctor-shared-jwt-secret-0123456789abcdef")
+
+	durable := redistest.Server(t, "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
+	t.Setenv("REDIS_URL", "redis://"+durable)
+	dir := t.TempDir()
+	addAccount(t, dir, fakeURL(target.URL), "shared-acct", 1)
+	createKey(t, dir, "alice")
+	// A new instance's DATA_DIR need not exist: the state is in Redis.
+	code, out, _ := doctorRun(t, "--data-dir", filepath.Join(t.TempDir(), "new"), "--offline")
+	if code != 0 || !hasLine(out, "ok", "store", "shared, Redis at "+durable) || !hasLine(out, "ok", "store", "1 key, 1 account") ||
+		!hasLine(out, "ok", "redis persistence", "append-only file on") || !hasLine(out, "ok", `account "shared-acct"`, "credential opens") {
+		t.Fatalf("doctor on a durable shared store: exit %d\n%s", code, out)
+	}
+
+	// Another key than the one the store was sealed with is refused.
+	t.Setenv("ENCRYPTION_KEY", "another-shared-encryption-key-0123456789")
+	code, out, _ = doctorRun(t, "--data-dir", dir, "--offline")
+	if code != 1 || !hasLine(out, "PROBLEM", "encryption key", "not the key this shared store") {
+		t.Errorf("doctor with another ENCRYPTION_KEY: exit %d\n%s", code, out)
+	}
+	t.Setenv("ENCRYPTION_KEY", "doctor-shared-encryption-key-0123456789")
+
+	// A Redis that would lose writes on a crash, and may evict keys.
+	forgetful := redistest.Server(t, "--appendonly", "no", "--maxmemory-policy", "allkeys-lru")
+	t.Setenv("REDIS_URL", "redis://"+forgetful)
+	code, out, _ = doctorRun(t, "--data-dir", dir, "--offline")
+	if code != 1 || !hasLine(out, "PROBLEM", "redis persistence", "appendonly is no") ||
+		!hasLine(out, "PROBLEM", "redis persistence", "maxmemory-policy is allkeys-lru") {
+		t.Errorf("doctor on a forgetful Redis: exit %d\n%s", code, out)
+	}
+
+	// Nothing listens.
+	t.Setenv("REDIS_URL", "redis://"+closedAddr(t))
+	code, out, _ = doctorRun(t, "--data-dir", dir, "--offline")
+	if code != 1 || !hasLine(out, "PROBLEM", "store", "Redis at") {
+		t.Errorf("doctor with Redis down: exit %d\n%s", code, out)
+	}
+}
+
+// TestBackupRefusedInSharedMode: backup and restore copy the embedded file;
+// with the shared store configured they say so instead of copying a crs.db
+// no server uses.
+func TestBackupRefusedInSharedMode(t *testing.T) {
+	isolate(t)
+	t.Setenv("REDIS_URL", "redis://127.0.0.1:1")
+	fails(t, 1, "embedded store only", "backup", filepath.Join(t.TempDir(), "b.db"), "--data-dir", t.TempDir())
+	fails(t, 1, "embedded store only", "restore", filepath.Join(t.TempDir(), "b.db"), "--data-dir", t.TempDir())
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/crs-relay/crs/internal/scheduler"
 	"github.com/crs-relay/crs/internal/server"
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/backend"
 	"github.com/crs-relay/crs/internal/usage"
 )
 
@@ -115,7 +116,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	// Account statuses, the store's health, the usage queue and the price
 	// table are read when Prometheus scrapes, never on a request.
 	mx := metrics.New(metrics.Options{Version: version(), Accounts: e.Store.ListAccounts, Ping: e.Store.Ping,
-		UsageQueueDepth: rec.QueueDepth, Prices: prices})
+		UsageQueueDepth: rec.QueueDepth, Prices: prices, StoreRoundTrips: roundTrips(e.Store)})
 	// The store's counters: in this process for the embedded store, shared
 	// by every instance for the shared one.
 	counters := e.Store.Counters()
@@ -314,6 +315,18 @@ func watch(ctx context.Context, st store.Store, rl *relay.Relay, log *slog.Logge
 			continue
 		}
 		seen = v
+	}
+}
+
+// roundTrips reads the shared store's round-trip count for /metrics; nil for
+// a store that does not count them.
+func roundTrips(st store.Store) func() uint64 {
+	if _, ok := backend.RoundTrips(st); !ok {
+		return nil
+	}
+	return func() uint64 {
+		n, _ := backend.RoundTrips(st)
+		return n
 	}
 }
 

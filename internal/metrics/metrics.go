@@ -55,6 +55,10 @@ type Options struct {
 	// Prices is the price table in use, for crs_price_table_info; nil
 	// leaves it out. Read on a scrape, so a reloaded table shows at once.
 	Prices pricing.Source
+	// StoreRoundTrips counts the shared store's round trips since start
+	// for crs_store_round_trips_total; nil (the embedded store) leaves it
+	// out.
+	StoreRoundTrips func() uint64
 }
 
 // Metrics is one server's collectors on its own registry (never the

@@ -167,4 +167,3 @@ func TestPriceTableInfo(t *testing.T) {
 		t.Fatal("the reloaded table is not what crs_price_table_info shows")
 	}
 }
-

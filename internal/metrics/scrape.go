@@ -18,6 +18,7 @@ type scrapeCollector struct {
 	accounts   func(context.Context) ([]store.Account, error)
 	ping       func(context.Context) error
 	usageQueue func() int
+	trips      func() uint64
 	prices     pricing.Source
 	timeout    time.Duration
 	now        func() time.Time
@@ -26,6 +27,7 @@ type scrapeCollector struct {
 	storeUpDesc    *prometheus.Desc
 	storePing      *prometheus.Desc
 	usageQueueDesc *prometheus.Desc
+	tripsDesc      *prometheus.Desc
 	pricesDesc     *prometheus.Desc
 }
 
@@ -37,7 +39,7 @@ func newScrapeCollector(o Options) *scrapeCollector {
 		o.Now = time.Now
 	}
 	return &scrapeCollector{
-		accounts: o.Accounts, ping: o.Ping, usageQueue: o.UsageQueueDepth, prices: o.Prices, timeout: o.ScrapeTimeout, now: o.Now,
+		accounts: o.Accounts, ping: o.Ping, usageQueue: o.UsageQueueDepth, trips: o.StoreRoundTrips, prices: o.Prices, timeout: o.ScrapeTimeout, now: o.Now,
 		accountsDesc: prometheus.NewDesc("crs_accounts",
 			"Upstream accounts by platform and status (active, disabled, unschedulable, or the cooldown kind while one runs).",
 			[]string{"platform", "status"}, nil),
@@ -47,6 +49,8 @@ func newScrapeCollector(o Options) *scrapeCollector {
 			"How long the store took to answer a ping during this scrape (the timeout when it did not).", nil, nil),
 		usageQueueDesc: prometheus.NewDesc("crs_usage_queue_depth",
 			"Usage records waiting for the committer to store them; one that stays up means the store is slower than the traffic.", nil, nil),
+		tripsDesc: prometheus.NewDesc("crs_store_round_trips_total",
+			"Round trips to the shared store (Redis) since start: a command, a pipeline or a script is one.", nil, nil),
 		pricesDesc: prometheus.NewDesc("crs_price_table_info",
 			"Always 1; the price table in use: its version, as_of date and origin (embedded, or the file or URL crs prices update read).",
 			[]string{"version", "as_of", "origin"}, nil),
@@ -65,6 +69,9 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	if c.usageQueue != nil {
 		ch <- c.usageQueueDesc
 	}
+	if c.trips != nil {
+		ch <- c.tripsDesc
+	}
 	if c.prices != nil {
 		ch <- c.pricesDesc
 	}
@@ -76,6 +83,9 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.usageQueue != nil {
 		ch <- prometheus.MustNewConstMetric(c.usageQueueDesc, prometheus.GaugeValue, float64(c.usageQueue()))
+	}
+	if c.trips != nil {
+		ch <- prometheus.MustNewConstMetric(c.tripsDesc, prometheus.CounterValue, float64(c.trips()))
 	}
 	if c.prices != nil {
 		i := c.prices.Table().Info()

@@ -245,3 +245,36 @@ func ClusterClient(t testing.TB, addrs []string) *goredis.ClusterClient {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Server starts a redis-server of the test's own on a free port with extra
+// settings (e.g. "--appendonly", "yes"), stops it when the test ends, and
+// returns its address. For tests that need a server configured otherwise
+// than the shared one.
+func Server(t testing.TB, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	base := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--dir", t.TempDir()}
+	cmd := exec.Command("redis-server", append(base, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting redis-server: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	for deadline := time.Now().Add(5 * time.Second); !answers(addr); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not answer", addr)
+		}
+	}
+	return addr
+}
