@@ -84,9 +84,18 @@ type Refresher struct {
 	PollInterval time.Duration
 	// WaitLimit bounds that wait. Zero means DefaultRefreshWait.
 	WaitLimit time.Duration
+	// Alerts hears about accounts whose credential this Refresher declared
+	// dead (a notify.Dispatcher). Nil tells no one.
+	Alerts Alerts
 
 	mu      sync.Mutex
 	flights map[string]*flight
+}
+
+// Alerts receives the accounts a Refresher puts in a credential_dead
+// cooldown; the call must return at once.
+type Alerts interface {
+	AccountResting(acct store.Account, family string, kind store.CooldownKind, until time.Time, reason string)
 }
 
 // flight is one refresh run in this process; every caller that needs the
@@ -387,7 +396,7 @@ func (r *Refresher) refreshLeased(ctx context.Context, id store.AccountID, force
 			return c.AccessToken, false, nil
 		}
 		err := fmt.Errorf("oauth: account %s: %w: the access token expired and there is no refresh token", id, ErrCredentialDead)
-		r.markDead(ctx, id, "access token expired and the account has no refresh token")
+		r.markDead(ctx, a, "access token expired and the account has no refresh token")
 		return "", false, err
 	}
 	client, err := r.Client(a)
@@ -399,7 +408,7 @@ func (r *Refresher) refreshLeased(ctx context.Context, id store.AccountID, force
 	cancel()
 	if err != nil {
 		if errors.Is(err, ErrInvalidGrant) {
-			r.markDead(ctx, id, "refresh rejected: "+err.Error())
+			r.markDead(ctx, a, "refresh rejected: "+err.Error())
 			return "", false, fmt.Errorf("oauth: account %s: %w: %w", id, ErrCredentialDead, err)
 		}
 		r.log().Warn("oauth refresh failed", "account", string(id), "platform", string(a.Platform), "err", err)
@@ -414,17 +423,22 @@ func (r *Refresher) refreshLeased(ctx context.Context, id store.AccountID, force
 		// The old refresh token is spent and the new one is lost with this
 		// failure; using the new access token would hide that until it
 		// expires, so the account is declared dead now.
-		r.markDead(ctx, id, "rotated token could not be saved: "+err.Error())
+		r.markDead(ctx, a, "rotated token could not be saved: "+err.Error())
 		return "", false, fmt.Errorf("oauth: account %s: %w: rotated token could not be saved: %w", id, ErrCredentialDead, err)
 	}
 	r.log().Info("oauth token refreshed", "account", string(id), "platform", string(a.Platform), "expires_at", next.ExpiresAt)
 	return next.AccessToken, true, nil
 }
 
-// markDead puts the account in a credential_dead cooldown with reason.
-func (r *Refresher) markDead(ctx context.Context, id store.AccountID, reason string) {
+// markDead puts the account in a credential_dead cooldown with reason,
+// and tells Alerts.
+func (r *Refresher) markDead(ctx context.Context, a store.Account, reason string) {
+	id, until := a.ID, r.now().Add(DeadCooldown)
 	r.log().Error("oauth credential dead", "account", string(id), "reason", reason)
-	if err := r.Store.SetCooldown(ctx, id, store.CooldownCredentialDead, r.now().Add(DeadCooldown), reason); err != nil {
+	if err := r.Store.SetCooldown(ctx, id, store.CooldownCredentialDead, until, reason); err != nil {
 		r.log().Error("oauth refresh: recording the dead credential failed", "account", string(id), "err", err)
+	}
+	if r.Alerts != nil {
+		r.Alerts.AccountResting(a, "", store.CooldownCredentialDead, until, reason) // alerts hook: never blocks
 	}
 }

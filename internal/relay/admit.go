@@ -34,6 +34,7 @@ func (r *Relay) admit(w http.ResponseWriter, req *http.Request, c *call) (releas
 	release, d := r.policy.Enter(ctx, c.key, pr)
 	if d != nil {
 		release()
+		r.alertDenial(c.key, d) // alerts hook: a key over one of its limits
 		if d.Status != policy.StatusClientClosed {
 			writeError(w, c.shape, denialError(d))
 		}

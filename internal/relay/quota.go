@@ -29,6 +29,8 @@ func (r *Relay) rest(ctx context.Context, acct store.Account, o provider.Outcome
 	if err != nil {
 		r.log.Error("cannot record cooldown", "account", acct.ID, "err", err)
 	}
+	// After the store has the rest, so the alert's recovery check finds it.
+	r.alerts.AccountResting(acct, o.Family, o.Cooldown, o.Until, o.Reason) // alerts hook: never blocks
 }
 
 // observeLimits reads the subscription quota headers of any upstream answer
@@ -50,6 +52,7 @@ func (r *Relay) observeLimits(ctx context.Context, acct store.Account, status in
 	if err := r.sched.ObserveWindow(ctx, acct.ID, w); err != nil {
 		r.log.Error("cannot record the 5-hour window", "account", acct.ID, "err", err)
 	}
+	r.alerts.WindowWarning(acct, w) // alerts hook: warns once per window at allowed_warning
 	if status/100 == 2 && w.Status == store.WindowWarning && acct.Options.AutoPauseOnWarning && r.now().Before(w.End) {
 		r.log.Info("account paused: its 5-hour window reached allowed_warning", "account", acct.ID, "until", w.End)
 		if err := r.sched.Rest(ctx, acct.ID, store.CooldownRateLimited, w.End,

@@ -86,6 +86,7 @@ type Relay struct {
 	gemini   *dialect
 	newest   newestClaudeCode
 	metrics  *metrics.Metrics
+	alerts   Alerts
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -119,8 +120,11 @@ type Deps struct {
 	// time) for the access log; nil counts nothing, and the Exchange is
 	// still filled.
 	Metrics *metrics.Metrics
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Alerts hears account rests, 5-hour window warnings and keys refused
+	// for a limit (a notify.Dispatcher); nil tells no one.
+	Alerts Alerts
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // New builds a Relay.
@@ -155,6 +159,9 @@ func New(cfg Config, d Deps) *Relay {
 	r := &Relay{cfg: cfg, keys: d.Keys, sched: d.Scheduler, rec: d.Recorder, prices: d.Prices,
 		pool: d.Pool, box: d.Box, tokens: d.Tokens, counters: d.Counters, policy: d.Policy, spend: d.Spend, metrics: d.Metrics, log: d.Logger, now: d.Now,
 		serial: newSerialQueue(d.Locks, cfg.SerialGap, cfg.SerialTimeout)}
+	if r.alerts = d.Alerts; r.alerts == nil {
+		r.alerts = noAlerts{}
+	}
 	r.claude = r.claudeDialect()
 	r.openai = r.openaiDialect()
 	r.gemini = r.geminiDialect()

@@ -39,6 +39,14 @@ type Options struct {
 	// SpoolDir holds spool files; required.
 	SpoolDir string
 	Logger   *slog.Logger
+	// Alerts hears about records written to the spool (a
+	// notify.Dispatcher); nil tells no one. The call must return at once.
+	Alerts Alerts
+}
+
+// Alerts receives spool writes: records the store did not take in time.
+type Alerts interface {
+	UsageSpooled(records int, file string)
 }
 
 // Recorder commits usage records in batches. Call Start, then Close.
@@ -257,6 +265,9 @@ func (r *Recorder) spool(recs []store.UsageRecord) error {
 		return fmt.Errorf("usage spool: %w", err)
 	}
 	r.log.Warn("usage records spooled", "records", len(recs), "file", name)
+	if r.opts.Alerts != nil {
+		r.opts.Alerts.UsageSpooled(len(recs), name) // alerts hook: never blocks
+	}
 	return f.Close()
 }
 
