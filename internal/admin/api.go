@@ -161,6 +161,11 @@ func (a *API) Routes() []Route {
 
 		auth(http.MethodGet, "/admin/usage", a.usage),
 
+		auth(http.MethodGet, "/admin/notify/channels", a.listChannels),
+		auth(http.MethodPost, "/admin/notify/channels", a.createChannel),
+		auth(http.MethodDelete, "/admin/notify/channels/{id}", a.removeChannel),
+		auth(http.MethodPost, "/admin/notify/channels/{id}/test", a.testChannel),
+
 		// Anything else under /admin/ is a 404 — but only for a logged-in
 		// admin, so the shape of the API is not probeable anonymously.
 		auth("", "/admin/", func(w http.ResponseWriter, r *http.Request, _ authSession) {
@@ -267,6 +272,8 @@ func resourceName(r *http.Request) string {
 		return "account"
 	case strings.HasPrefix(r.URL.Path, "/admin/groups"):
 		return "group"
+	case strings.HasPrefix(r.URL.Path, "/admin/notify/channels"):
+		return "notification channel"
 	}
 	return "resource"
 }
