@@ -22,6 +22,7 @@ import (
 
 	"github.com/crs-relay/crs/internal/secret"
 	"github.com/crs-relay/crs/internal/store"
+	"github.com/crs-relay/crs/internal/store/redis/redistest"
 )
 
 // deployment is one crs deployment a test exports from or imports into:
@@ -41,10 +42,22 @@ func embedded(t *testing.T, key string) deployment {
 	return deployment{name: "embedded", vars: map[string]string{"DATA_DIR": t.TempDir(), "ENCRYPTION_KEY": key}}
 }
 
+// shared is a deployment on the test Redis under a key prefix of its own
+// (removed when the test ends), with a DATA_DIR of its own.
+func shared(t *testing.T, key string) deployment {
+	d := deployment{name: "shared", vars: map[string]string{
+		"DATA_DIR": t.TempDir(), "ENCRYPTION_KEY": key, "JWT_SECRET": "export-test-jwt-secret-0123456789abcdef",
+		"REDIS_URL": "redis://" + redistest.Addr(t), "REDIS_KEY_PREFIX": redistest.Prefix(t, redistest.Client(t)),
+	}}
+	if b := d.open(t).Store.Backend(); b != "redis" {
+		t.Fatalf("a shared deployment opens %s", b)
+	}
+	return d
+}
+
 // importTargets are the kinds of deployment an export is imported into.
-// Add the shared (Redis) kind here once openEnv opens Redis.
 func importTargets() map[string]deploymentKind {
-	return map[string]deploymentKind{"embedded": embedded}
+	return map[string]deploymentKind{"embedded": embedded, "shared": shared}
 }
 
 // Distinct ENCRYPTION_KEYs, so re-sealing is proven, not assumed.
@@ -411,23 +424,27 @@ func TestImportTwiceSkips(t *testing.T) {
 	populate(t, src)
 	file := filepath.Join(t.TempDir(), "x.json")
 	src.ok(t, "", "export", "--out", file)
-	dst := embedded(t, keyB).with(sourceKeyVar, keyA)
-	dst.ok(t, "", "import", "--file", file)
-	before := takeSnapshot(t, dst)
-	out, _ := dst.ok(t, "", "import", "--file", file, "--json")
-	var sum importSummary
-	decodeJSON(t, out, &sum)
-	want := importSummary{From: "sqlite", Into: "sqlite", Admin: "unchanged",
-		Keys: importCount{0, 3}, Accounts: importCount{0, 7}, Groups: importCount{0, 2},
-		Settings: importCount{0, 2}, Usage: importCount{0, 400}}
-	sum.ExportedAt = time.Time{}
-	if !reflect.DeepEqual(sum, want) {
-		t.Errorf("second import: %+v\nwant %+v", sum, want)
-	}
-	sameSnapshot(t, "after the second import", before, takeSnapshot(t, dst))
-	out, _ = dst.ok(t, "", "import", "--file", file)
-	if !strings.Contains(out, "already here, skipped: 3 keys, 7 accounts, 2 groups, 2 settings, 400 usage records, the admin login") {
-		t.Errorf("text summary of a re-run: %q", out)
+	for name, kind := range importTargets() {
+		t.Run(name, func(t *testing.T) {
+			dst := kind(t, keyB).with(sourceKeyVar, keyA)
+			dst.ok(t, "", "import", "--file", file)
+			before := takeSnapshot(t, dst)
+			out, _ := dst.ok(t, "", "import", "--file", file, "--json")
+			var sum importSummary
+			decodeJSON(t, out, &sum)
+			want := importSummary{From: "sqlite", Into: dst.open(t).Store.Backend(), Admin: "unchanged",
+				Keys: importCount{0, 3}, Accounts: importCount{0, 7}, Groups: importCount{0, 2},
+				Settings: importCount{0, 2}, Usage: importCount{0, 400}}
+			sum.ExportedAt = time.Time{}
+			if !reflect.DeepEqual(sum, want) {
+				t.Errorf("second import: %+v\nwant %+v", sum, want)
+			}
+			sameSnapshot(t, "after the second import", before, takeSnapshot(t, dst))
+			out, _ = dst.ok(t, "", "import", "--file", file)
+			if !strings.Contains(out, "already here, skipped: 3 keys, 7 accounts, 2 groups, 2 settings, 400 usage records, the admin login") {
+				t.Errorf("text summary of a re-run: %q", out)
+			}
+		})
 	}
 }
 
@@ -535,9 +552,10 @@ func TestImportRefusesBeforeWriting(t *testing.T) {
 	}
 }
 
-// TestExportLargeUsage moves 20 000 usage records: export pages through
-// them (20 pages) and prints progress, import writes them in batches and
-// prints progress, and the totals match. The times are logged.
+// TestExportLargeUsage moves 20 000 usage records into each target kind
+// and out again: export pages through them and prints progress, import
+// writes them in batches and prints progress, and the totals match. The
+// times are logged.
 func TestExportLargeUsage(t *testing.T) {
 	const n = 20_000
 	src := embedded(t, keyA)
@@ -567,22 +585,35 @@ func TestExportLargeUsage(t *testing.T) {
 	fi, err := os.Stat(file)
 	must(t, err)
 
-	dst := embedded(t, keyB).with(sourceKeyVar, keyA)
-	start = time.Now()
-	out, errs := dst.ok(t, "", "import", "--file", file)
-	importTook := time.Since(start)
-	if !strings.Contains(out, "20000 usage records") {
-		t.Errorf("import summary: %q", out)
+	t.Logf("%d usage records: export from embedded %v (%s)", n, exportTook.Round(time.Millisecond), byteSize(fi.Size()))
+	want := usageTotals(t, src)
+	for name, kind := range importTargets() {
+		t.Run(name, func(t *testing.T) {
+			dst := kind(t, keyB).with(sourceKeyVar, keyA)
+			start := time.Now()
+			out, errs := dst.ok(t, "", "import", "--file", file)
+			importTook := time.Since(start)
+			if !strings.Contains(out, "20000 usage records") {
+				t.Errorf("import summary: %q", out)
+			}
+			wantProgress(t, errs, "import: usage", n)
+			// Record by record equality is TestExportImportBothWays's; here
+			// the count, the summary and the rollups, cheap at this size.
+			got := usageTotals(t, dst)
+			if got.Count != n {
+				t.Fatalf("%d usage records arrived, want %d", got.Count, n)
+			}
+			sameSnapshot(t, "20 000 records", want, got)
+			t.Logf("%d usage records: import into %s %v", n, name, importTook.Round(time.Millisecond))
+			if name == "embedded" {
+				return // its export was measured above
+			}
+			start = time.Now()
+			_, errs = dst.ok(t, "", "export", "--out", filepath.Join(t.TempDir(), "again.json"))
+			wantProgress(t, errs, "export: usage", n)
+			t.Logf("%d usage records: export from %s %v", n, name, time.Since(start).Round(time.Millisecond))
+		})
 	}
-	wantProgress(t, errs, "import: usage", n)
-	// Record by record equality is TestExportImportBothWays's; here the
-	// count, the summary and the rollups, which are cheap at this size.
-	want, got := usageTotals(t, src), usageTotals(t, dst)
-	if got.Count != n {
-		t.Fatalf("%d usage records arrived, want %d", got.Count, n)
-	}
-	sameSnapshot(t, "20 000 records", want, got)
-	t.Logf("%d usage records: export %v (%s), import %v", n, exportTook.Round(time.Millisecond), byteSize(fi.Size()), importTook.Round(time.Millisecond))
 }
 
 // wantProgress checks that stderr shows what's progress at least every
