@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/crs-relay/crs/internal/notify"
+	"github.com/crs-relay/crs/internal/pricing"
 	"github.com/crs-relay/crs/internal/secret"
 	"github.com/crs-relay/crs/internal/store"
 )
@@ -56,8 +58,8 @@ type exportedSetting struct {
 // exportedSettings lists the settings export carries.
 func exportedSettings() []exportedSetting {
 	return []exportedSetting{
-		{"notify.channels", true}, // webhook URLs and bot tokens
-		{"prices.table", false},   // a price table override, plain JSON
+		{notify.SettingName, true},   // webhook URLs and bot tokens
+		{pricing.SettingName, false}, // a price table override, plain JSON
 	}
 }
 
