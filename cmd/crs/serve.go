@@ -23,6 +23,7 @@ import (
 	"github.com/crs-relay/crs/internal/lockfile"
 	"github.com/crs-relay/crs/internal/metrics"
 	"github.com/crs-relay/crs/internal/netx"
+	"github.com/crs-relay/crs/internal/notify"
 	"github.com/crs-relay/crs/internal/oauth"
 	"github.com/crs-relay/crs/internal/policy"
 	"github.com/crs-relay/crs/internal/pricing"
@@ -104,7 +105,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		log.Info("replayed spooled usage records", "records", n)
 	}
 
-	rec := usage.NewRecorder(e.Store, usage.Options{SpoolDir: spoolDir, Logger: log})
+	// Alerts: channels from the store (crs notify add), dedup shared by
+	// every instance through the limit counters; Run starts with the
+	// background jobs below.
+	alerts := notify.New(notify.Options{
+		Store: e.Store, Box: e.Box, Counters: e.Store.Counters(), Location: cfg.Location, Logger: log,
+	})
+	rec := usage.NewRecorder(e.Store, usage.Options{SpoolDir: spoolDir, Logger: log, Alerts: alerts})
 	rec.Start()
 	pool := netx.NewPool(netx.Options{})
 	// Onboarding from the admin API shares the relay's pooled transports.
@@ -126,7 +133,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		SlotLease: cfg.SlotLease, QueueObserver: mx,
 	})
 	tokens := &oauth.Refresher{
-		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead,
+		Store: e.Store, Box: e.Box, Logger: log, Ahead: cfg.RefreshAhead, Alerts: alerts,
 		// Each account refreshes through its own proxy, at its
 		// platform's token endpoint.
 		Client: func(a store.Account) (oauth.Renewer, error) {
@@ -174,6 +181,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		Policy:    limits,
 		Spend:     e.Store.SummarizeUsage,
 		Metrics:   mx,
+		Alerts:    alerts,
 		Logger:    log,
 	})
 	if err := rl.Refresh(ctx); err != nil {
@@ -225,6 +233,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	go func() {
 		defer bg.Done()
 		watch(bgCtx, e.Store, rl, log)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		alerts.Run(bgCtx)
 	}()
 	bg.Add(1)
 	go func() {
