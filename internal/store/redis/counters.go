@@ -12,8 +12,9 @@ import (
 	"github.com/crs-relay/crs/internal/store"
 )
 
-// Counters are the shared limit counters (store.LimitCounters). Every
-// operation is one round trip: one command or one script.
+// Counters are the shared limit counters (store.LimitCounters and
+// store.CounterBatcher). Every operation is one round trip: one command or
+// one script; Batch sends several in one pipeline.
 //
 // A counter is a Redis string under prefix+"c:"+name; its expiry is a
 // Redis key expiry, set only when Add creates the key. A slot name is a
@@ -36,7 +37,13 @@ type Counters struct {
 	now func() time.Time
 }
 
-var _ store.LimitCounters = (*Counters)(nil)
+var (
+	_ store.LimitCounters  = (*Counters)(nil)
+	_ store.CounterBatcher = (*Counters)(nil)
+)
+
+// counterScripts are the scripts Batch sends by digest alone.
+var counterScripts = []*goredis.Script{addScript, acquireScript}
 
 func newCounters(rdb goredis.UniversalClient, prefix string) *Counters {
 	return &Counters{rdb: rdb, prefix: prefix, now: time.Now}
@@ -72,16 +79,25 @@ return v
 // expiry is fixed when the counter is created; later Adds leave it alone,
 // so the requests inside a window cannot stretch it.
 func (c *Counters) Add(ctx context.Context, name string, delta int64, expires time.Time) (int64, error) {
-	ttl := int64(0)
-	if !expires.IsZero() {
-		d := expires.Sub(c.now())
-		if d <= 0 {
-			ttl = -1
-		} else {
-			ttl = ceilMs(d)
-		}
+	return addResult(name, addScript.Run(ctx, c.rdb, []string{c.counterKey(name)}, delta, c.ttlMs(expires)))
+}
+
+// ttlMs is addScript's ARGV[2] for a counter that expires at expires on
+// this instance's clock.
+func (c *Counters) ttlMs(expires time.Time) int64 {
+	if expires.IsZero() {
+		return 0
 	}
-	s, err := addScript.Run(ctx, c.rdb, []string{c.counterKey(name)}, delta, ttl).Text()
+	d := expires.Sub(c.now())
+	if d <= 0 {
+		return -1
+	}
+	return ceilMs(d)
+}
+
+// addResult reads addScript's reply.
+func addResult(name string, cmd *goredis.Cmd) (int64, error) {
+	s, err := cmd.Text()
 	if err != nil {
 		return 0, fmt.Errorf("redis: add to counter %q: %w", name, err)
 	}
@@ -95,7 +111,12 @@ func (c *Counters) Add(ctx context.Context, name string, delta int64, expires ti
 // Get returns the counter's value, 0 when it does not exist, and whether
 // it exists.
 func (c *Counters) Get(ctx context.Context, name string) (int64, bool, error) {
-	v, err := c.rdb.Get(ctx, c.counterKey(name)).Int64()
+	return getResult(name, c.rdb.Get(ctx, c.counterKey(name)))
+}
+
+// getResult reads a counter's GET reply.
+func getResult(name string, cmd *goredis.StringCmd) (int64, bool, error) {
+	v, err := cmd.Int64()
 	if errors.Is(err, goredis.Nil) {
 		return 0, false, nil
 	}
@@ -144,13 +165,25 @@ return 1
 // A lease that is not positive is an error: the slot would be dead at
 // once, or, read as "no lease", never free itself after a crash.
 func (c *Counters) Acquire(ctx context.Context, name, holder string, limit int, lease time.Duration) (bool, error) {
+	if send, err := acquireNeedsServer(name, holder, limit, lease); !send {
+		return false, err
+	}
+	return acquireResult(name, holder, acquireScript.Run(ctx, c.rdb, []string{c.slotKey(name)}, holder, limit, ceilMs(lease)))
+}
+
+// acquireNeedsServer answers the Acquires that Redis need not see: a
+// lease that is not positive is an error, a limit of 0 or less has no
+// slots.
+func acquireNeedsServer(name, holder string, limit int, lease time.Duration) (bool, error) {
 	if lease <= 0 {
 		return false, fmt.Errorf("redis: acquire %q for %q: lease %v is not positive", name, holder, lease)
 	}
-	if limit <= 0 {
-		return false, nil
-	}
-	ok, err := acquireScript.Run(ctx, c.rdb, []string{c.slotKey(name)}, holder, limit, ceilMs(lease)).Int()
+	return limit > 0, nil
+}
+
+// acquireResult reads acquireScript's reply.
+func acquireResult(name, holder string, cmd *goredis.Cmd) (bool, error) {
+	ok, err := cmd.Int()
 	if err != nil {
 		return false, fmt.Errorf("redis: acquire %q for %q: %w", name, holder, err)
 	}
@@ -181,6 +214,116 @@ func (c *Counters) InUse(ctx context.Context, name string) (int, error) {
 		return 0, fmt.Errorf("redis: slots in use of %q: %w", name, err)
 	}
 	return n, nil
+}
+
+// Batch runs ops in one pipeline, one round trip, and fills in their
+// results: each operation is the same command or script its own method
+// sends, so it is as atomic as that call and answers alike, and Redis runs
+// a pipeline's commands in order, so a Get after an Add of the same name
+// sees it. Other clients' commands may run between two operations; on a
+// cluster the operations of names on different nodes run side by side.
+//
+// A pipeline cannot fall back from EVALSHA to EVAL the way a single
+// script call does, since the NOSCRIPT answer arrives with the others. Open
+// loaded the scripts; should Redis have lost them since (a restart, SCRIPT
+// FLUSH), Batch loads them again and sends once more the operations that
+// found no script, together with the Gets that followed the first of them,
+// so that those read what the batch wrote before them. An Add or Acquire
+// that ran is never sent again: a counter is never added to twice. (Only
+// should another client load the scripts while the pipeline runs can a
+// resent operation end up after one that followed it in the batch.)
+//
+// Batch returns an error when the pipeline could not run (the connection,
+// the context); each operation's own failure is in its Err.
+func (c *Counters) Batch(ctx context.Context, ops []store.CounterOp) error {
+	send := make([]int, 0, len(ops))
+	for i := range ops {
+		op := &ops[i]
+		op.Value, op.Exists, op.Acquired, op.Err = 0, false, false, nil
+		switch op.Kind {
+		case store.OpAdd, store.OpGet:
+			send = append(send, i)
+		case store.OpAcquire:
+			var ok bool
+			if ok, op.Err = acquireNeedsServer(op.Name, op.Holder, op.Limit, op.Lease); ok {
+				send = append(send, i)
+			}
+		default:
+			op.Err = fmt.Errorf("redis: unknown counter operation %d", op.Kind)
+		}
+	}
+	if len(send) == 0 {
+		return nil
+	}
+	again, err := c.pipeline(ctx, ops, send)
+	if err != nil || len(again) == 0 {
+		return err
+	}
+	if err := ensureScripts(ctx, c.rdb, counterScripts); err != nil {
+		for _, i := range again {
+			ops[i].Err = fmt.Errorf("redis: counter %q: %w", ops[i].Name, err)
+		}
+		return nil
+	}
+	_, err = c.pipeline(ctx, ops, again)
+	return err
+}
+
+// pipeline sends the operations ops[i] for i in send as one pipeline and
+// fills in their results. It returns those to send again once the scripts
+// are loaded: every one that found no script, and every Get after the
+// first of them.
+func (c *Counters) pipeline(ctx context.Context, ops []store.CounterOp, send []int) (again []int, err error) {
+	cmds := make([]goredis.Cmder, len(send))
+	// Pipelined's error is the first failed command's, which may be
+	// one operation's own; the loop below tells them apart.
+	_, _ = c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for j, i := range send {
+			op := &ops[i]
+			switch op.Kind {
+			case store.OpAdd:
+				cmds[j] = addScript.EvalSha(ctx, p, []string{c.counterKey(op.Name)}, op.Delta, c.ttlMs(op.Expires))
+			case store.OpGet:
+				cmds[j] = p.Get(ctx, c.counterKey(op.Name))
+			case store.OpAcquire:
+				cmds[j] = acquireScript.EvalSha(ctx, p, []string{c.slotKey(op.Name)}, op.Holder, op.Limit, ceilMs(op.Lease))
+			}
+		}
+		return nil
+	})
+	lost := false
+	for j, i := range send {
+		op, cmd := &ops[i], cmds[j]
+		if e := cmd.Err(); e != nil && !isReply(e) && err == nil {
+			err = fmt.Errorf("redis: counter batch: %w", e)
+		}
+		switch op.Kind {
+		case store.OpAdd:
+			op.Value, op.Err = addResult(op.Name, cmd.(*goredis.Cmd))
+		case store.OpGet:
+			op.Value, op.Exists, op.Err = getResult(op.Name, cmd.(*goredis.StringCmd))
+		case store.OpAcquire:
+			op.Acquired, op.Err = acquireResult(op.Name, op.Holder, cmd.(*goredis.Cmd))
+		}
+		if goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			lost = true
+			again = append(again, i)
+		} else if lost && op.Kind == store.OpGet {
+			again = append(again, i)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return again, nil
+}
+
+// isReply reports whether err is Redis's answer to one command (goredis.Nil
+// for a missing key, an error reply such as an overflow), not a failure to
+// reach Redis.
+func isReply(err error) bool {
+	var reply goredis.Error
+	return errors.As(err, &reply)
 }
 
 // ceilMs rounds a positive duration up to whole milliseconds, so a short

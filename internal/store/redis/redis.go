@@ -117,8 +117,9 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open checks the connection, writes or checks the layout version, and
-// starts listening for change announcements of other instances.
+// Open checks the connection, writes or checks the layout version, loads
+// the scripts Redis lacks, and starts listening for change announcements
+// of other instances.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Client == nil {
 		return nil, errors.New("redis: Options.Client is required")
@@ -141,6 +142,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("redis: ping: %w", err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		return nil, err
+	}
+	if err := ensureScripts(ctx, s.rdb, storeScripts); err != nil {
 		return nil, err
 	}
 	s.counters = newCounters(s.rdb, s.prefix+"lim:")

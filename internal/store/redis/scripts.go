@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -173,6 +174,47 @@ for i = 1, #ARGV, 2 do
 end
 return 0
 `)
+
+// storeScripts are every script of the package, which Open loads so that
+// the first EVALSHA of each finds it (a single call would fall back to
+// EVAL, one more round trip; a pipeline cannot). TestStoreScriptsComplete
+// keeps the list whole.
+var storeScripts = []*goredis.Script{
+	createAcctScript, getAcctScript, listAcctsScript, setQuotaScript, deleteAcctScript,
+	setAdminScript,
+	addScript, acquireScript, inUseScript,
+	createGroupScript, getGroupScript, listGroupsScript, deleteGroupScript, memberScript,
+	createKeyScript, getKeyScript, listKeysScript, activateKeyScript, purgeKeyScript,
+	unlockScript, renewLockScript,
+	setFieldsScript, touchScript,
+	setSettingScript,
+	insertUsageScript, listUsageScript, readUsageScript,
+}
+
+// ensureScripts loads those of scripts that Redis does not hold: one
+// SCRIPT EXISTS for all, then one SCRIPT LOAD for each missing one. On a
+// cluster both go to every node (go-redis's ClusterClient fans them out and
+// answers "exists" only when every node has the script), since a key's
+// node runs its scripts.
+func ensureScripts(ctx context.Context, rdb goredis.UniversalClient, scripts []*goredis.Script) error {
+	hashes := make([]string, len(scripts))
+	for i, s := range scripts {
+		hashes[i] = s.Hash()
+	}
+	have, err := rdb.ScriptExists(ctx, hashes...).Result()
+	if err != nil {
+		return fmt.Errorf("redis: script exists: %w", err)
+	}
+	for i, s := range scripts {
+		if i < len(have) && have[i] {
+			continue
+		}
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			return fmt.Errorf("redis: load script %s: %w", hashes[i], err)
+		}
+	}
+	return nil
+}
 
 // errReply is a script reply of an unexpected shape: a bug or a layout
 // written by something else, never a state to handle.

@@ -62,6 +62,12 @@ const (
 //
 // Counter names and slot names are kept apart in the suite; a backend may
 // keep them in one namespace.
+//
+// Counters that implement store.CounterBatcher also run the Batch tests:
+// a batch answers every operation as its own call would, in the batch's
+// order (a Get sees the Adds before it), an operation's failure fails
+// only that operation, and concurrent batches lose no increment and hand
+// out no slot twice.
 func RunCounters(t *testing.T, open func(t *testing.T) store.LimitCounters, clock CountersClock) {
 	if clock == nil {
 		clock = realClock{}
@@ -88,6 +94,30 @@ func RunCounters(t *testing.T, open func(t *testing.T) store.LimitCounters, cloc
 			tc.fn(t, open(t), clock)
 		})
 	}
+	batchTests := []struct {
+		name string
+		fn   func(t *testing.T, c batchCounters, open func(t *testing.T) store.LimitCounters, clock CountersClock)
+	}{
+		{"BatchMatchesSingleCalls", testBatchMatchesSingleCalls},
+		{"BatchInOrder", testBatchInOrder},
+		{"BatchOpErrors", testBatchOpErrors},
+		{"BatchConcurrent", testBatchConcurrent},
+	}
+	for _, tc := range batchTests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ok := open(t).(batchCounters)
+			if !ok {
+				t.Skip("the counters do not implement store.CounterBatcher")
+			}
+			tc.fn(t, c, open, clock)
+		})
+	}
+}
+
+// batchCounters are counters that run batches.
+type batchCounters interface {
+	store.LimitCounters
+	store.CounterBatcher
 }
 
 // sleepPast waits on clock until deadline plus expirySlack has passed.
@@ -439,4 +469,227 @@ func testSlotChurn(t *testing.T, c store.LimitCounters, _ CountersClock) {
 		t.Error("no Acquire succeeded")
 	}
 	wantInUse(t, c, "churn", 0)
+}
+
+// oneAtATime hides the counters' Batch, so store.RunCounterOps falls back
+// to one call per operation.
+type oneAtATime struct{ store.LimitCounters }
+
+// wantOp is what a batch should have filled into one operation.
+type wantOp struct {
+	value    int64
+	exists   bool
+	acquired bool
+	err      bool
+}
+
+// checkOps fails the test unless ops hold want, one for one.
+func checkOps(t *testing.T, ops []store.CounterOp, want []wantOp) {
+	t.Helper()
+	if len(ops) != len(want) {
+		t.Fatalf("checking %d operations against %d answers", len(ops), len(want))
+	}
+	for i, w := range want {
+		g := ops[i]
+		if g.Value != w.value || g.Exists != w.exists || g.Acquired != w.acquired || (g.Err != nil) != w.err {
+			t.Errorf("op %d (kind %d, %q): value %d, exists %v, acquired %v, err %v; want %+v",
+				i, g.Kind, g.Name, g.Value, g.Exists, g.Acquired, g.Err, w)
+		}
+	}
+}
+
+// testBatchMatchesSingleCalls runs the same operations as one Batch and
+// one call at a time on twin counters: every result, error and the state
+// left behind must match, and the batch must keep each operation's own
+// rules (an expiry fixed at creation, a renewed lease, a refused slot, a
+// bad lease).
+func testBatchMatchesSingleCalls(t *testing.T, batched batchCounters, open func(t *testing.T) store.LimitCounters, clock CountersClock) {
+	ctx := t.Context()
+	single := oneAtATime{open(t)}
+	if _, ok := store.LimitCounters(single).(store.CounterBatcher); ok {
+		t.Fatal("oneAtATime still batches; the twin would not run one call at a time")
+	}
+	soon, later := clock.Now().Add(counterTTL), clock.Now().Add(time.Hour)
+	ops := func() []store.CounterOp {
+		return []store.CounterOp{
+			{Kind: store.OpAdd, Name: "count", Delta: 1, Expires: soon},
+			{Kind: store.OpAdd, Name: "count", Delta: 4, Expires: later}, // the expiry stays soon
+			{Kind: store.OpGet, Name: "count"},
+			{Kind: store.OpGet, Name: "missing"},
+			{Kind: store.OpAdd, Name: "forever", Delta: 7},
+			{Kind: store.OpAcquire, Name: "slots", Holder: "a", Limit: 1, Lease: counterTTL},
+			{Kind: store.OpAcquire, Name: "slots", Holder: "b", Limit: 1, Lease: time.Minute},
+			{Kind: store.OpAcquire, Name: "slots", Holder: "a", Limit: 1, Lease: time.Hour}, // renews a's lease
+			{Kind: store.OpAcquire, Name: "bad", Holder: "a", Limit: 1},
+			{Kind: store.OpAcquire, Name: "none", Holder: "a", Limit: 0, Lease: time.Minute},
+			{Kind: store.CounterOpKind(99), Name: "unknown"},
+		}
+	}
+	got, want := ops(), ops()
+	if err := batched.Batch(ctx, got); err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	if err := store.RunCounterOps(ctx, single, want); err != nil {
+		t.Fatalf("one at a time: %v", err)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Value != w.Value || g.Exists != w.Exists || g.Acquired != w.Acquired || (g.Err == nil) != (w.Err == nil) {
+			t.Errorf("op %d (%s): batch %+v, one at a time %+v", i, g.Name, g, w)
+		}
+	}
+	checkOps(t, got, []wantOp{
+		{value: 1}, {value: 5}, {value: 5, exists: true}, {}, {value: 7},
+		{acquired: true}, {}, {acquired: true}, {err: true}, {}, {err: true},
+	})
+
+	// What the batch left: the counter expires at its first expiry, the
+	// one created without expiry stays, and holder a's lease was renewed
+	// past its first end.
+	sleepPast(clock, soon)
+	for _, c := range []store.LimitCounters{batched, single} {
+		wantCounter(t, c, "count", 0, false)
+		wantCounter(t, c, "forever", 7, true)
+		wantInUse(t, c, "slots", 1)
+		wantAcquire(t, c, "slots", "b", 1, time.Minute, false)
+		wantInUse(t, c, "none", 0)
+	}
+}
+
+// testBatchInOrder mixes operations on one name: each sees the ones
+// before it in the batch.
+func testBatchInOrder(t *testing.T, c batchCounters, _ func(t *testing.T) store.LimitCounters, clock CountersClock) {
+	ctx := t.Context()
+	if err := c.Batch(ctx, nil); err != nil {
+		t.Fatalf("empty Batch: %v", err)
+	}
+	later := clock.Now().Add(time.Hour)
+	ops := []store.CounterOp{
+		{Kind: store.OpGet, Name: "n"},
+		{Kind: store.OpAdd, Name: "n", Delta: 2, Expires: later},
+		{Kind: store.OpGet, Name: "n"},
+		{Kind: store.OpAdd, Name: "n", Delta: -2, Expires: later},
+		{Kind: store.OpGet, Name: "n"},
+		{Kind: store.OpAdd, Name: "n", Delta: 3, Expires: later},
+		{Kind: store.OpAcquire, Name: "s", Holder: "h1", Limit: 1, Lease: time.Minute},
+		{Kind: store.OpAcquire, Name: "s", Holder: "h2", Limit: 1, Lease: time.Minute},
+		{Kind: store.OpAcquire, Name: "s", Holder: "h1", Limit: 1, Lease: time.Minute},
+		{Kind: store.OpAcquire, Name: "s", Holder: "h2", Limit: 2, Lease: time.Minute},
+	}
+	if err := c.Batch(ctx, ops); err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	checkOps(t, ops, []wantOp{
+		{}, {value: 2}, {value: 2, exists: true}, {value: 0}, {value: 0, exists: true}, {value: 3},
+		{acquired: true}, {}, {acquired: true}, {acquired: true},
+	})
+	wantCounter(t, c, "n", 3, true)
+	wantInUse(t, c, "s", 2)
+}
+
+// testBatchOpErrors: operations that fail (a lease that is not positive,
+// an unknown kind) fail alone; the batch runs the others, in order.
+func testBatchOpErrors(t *testing.T, c batchCounters, _ func(t *testing.T) store.LimitCounters, clock CountersClock) {
+	ctx := t.Context()
+	later := clock.Now().Add(time.Hour)
+	ops := []store.CounterOp{
+		{Kind: store.OpAdd, Name: "a", Delta: 1, Expires: later},
+		{Kind: store.OpAcquire, Name: "s", Holder: "h", Limit: 1, Lease: 0},
+		{Kind: store.OpAdd, Name: "a", Delta: 1, Expires: later},
+		{Kind: store.OpAcquire, Name: "s", Holder: "h", Limit: 1, Lease: -time.Second},
+		{Kind: store.CounterOpKind(0), Name: "a"},
+		{Kind: store.OpAcquire, Name: "z", Holder: "h", Limit: 0, Lease: time.Minute},
+		{Kind: store.OpGet, Name: "a"},
+		{Kind: store.OpAcquire, Name: "s", Holder: "h", Limit: 1, Lease: time.Minute},
+	}
+	if err := c.Batch(ctx, ops); err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	checkOps(t, ops, []wantOp{
+		{value: 1}, {err: true}, {value: 2}, {err: true}, {err: true}, {}, {value: 2, exists: true}, {acquired: true},
+	})
+	wantInUse(t, c, "s", 1)
+	wantInUse(t, c, "z", 0)
+}
+
+// testBatchConcurrent runs batches from many goroutines at once, as
+// requests do: each Add must see its own total (no increment lost, none
+// counted twice), a Get must see at least the Add before it, and the
+// holders that believe they hold a slot must never outnumber the limit.
+func testBatchConcurrent(t *testing.T, c batchCounters, _ func(t *testing.T) store.LimitCounters, clock CountersClock) {
+	ctx := t.Context()
+	const (
+		workers = 16
+		rounds  = 40
+		limit   = 3
+		n       = workers * rounds
+	)
+	expires := clock.Now().Add(time.Hour)
+	var (
+		wg       sync.WaitGroup
+		holding  atomic.Int32
+		most     atomic.Int32
+		admitted atomic.Int32
+		totals   = make([]int64, n)
+		errs     = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Go(func() {
+			holder := fmt.Sprintf("worker-%d", w)
+			for r := range rounds {
+				ops := []store.CounterOp{
+					{Kind: store.OpAdd, Name: "hits", Delta: 1, Expires: expires},
+					{Kind: store.OpAcquire, Name: "slots", Holder: holder, Limit: limit, Lease: time.Minute},
+					{Kind: store.OpGet, Name: "hits"},
+				}
+				if err := c.Batch(ctx, ops); err != nil {
+					errs <- err
+					return
+				}
+				for _, op := range ops {
+					if op.Err != nil {
+						errs <- op.Err
+						return
+					}
+				}
+				totals[w*rounds+r] = ops[0].Value
+				if ops[2].Value < ops[0].Value {
+					errs <- fmt.Errorf("Get after Add read %d, the Add answered %d", ops[2].Value, ops[0].Value)
+					return
+				}
+				if !ops[1].Acquired {
+					continue
+				}
+				admitted.Add(1)
+				h := holding.Add(1)
+				for m := most.Load(); h > m && !most.CompareAndSwap(m, h); m = most.Load() {
+				}
+				holding.Add(-1)
+				if err := c.Release(ctx, "slots", holder); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := make([]bool, n+1)
+	for _, v := range totals {
+		if v < 1 || v > n || seen[v] {
+			t.Fatalf("a batched Add returned %d twice or out of 1..%d", v, n)
+		}
+		seen[v] = true
+	}
+	wantCounter(t, c, "hits", n, true)
+	if got := most.Load(); got > limit {
+		t.Errorf("%d holders held a slot at once, limit %d", got, limit)
+	}
+	if admitted.Load() == 0 {
+		t.Error("no batched Acquire succeeded")
+	}
+	wantInUse(t, c, "slots", 0)
 }
