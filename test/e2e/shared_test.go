@@ -425,3 +425,72 @@ func TestSharedUsageExactlyOnceFromAnyInstance(t *testing.T) {
 		t.Errorf("usage %+v, want %d requests of %+v", u.Keys, n, fakeupstream.DefaultUsage())
 	}
 }
+
+// TestSharedRoundTripsPerRequest reads crs's own count of Redis round trips
+// (crs_store_round_trips_total, a go-redis hook: a command, a pipeline or a
+// script is one) over sequential Claude Code-shaped requests: a key without
+// limits costs the sticky session's one GETEX plus its share of the batched
+// usage writes; a key with every limit adds one batch to admit, one to
+// record and one release.
+func TestSharedRoundTripsPerRequest(t *testing.T) {
+	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
+	sh := newShared(t, false)
+	testkit.AddAccount(t, sh.cli(), fake.URL(), "a", 50)
+	var plain, limited struct{ Key string }
+	testkit.MustJSON(t, sh.run("keys", "create", "--name", "plain", "--json"), &plain)
+	testkit.MustJSON(t, sh.run("keys", "create", "--name", "limited", "--concurrency", "8", "--rate-window", "1h",
+		"--rate-requests", "100000", "--daily-cost", "1000", "--json"), &limited)
+	srv := sh.start()
+	ctx := testkit.Ctx(t, 60*time.Second)
+	trips := func() float64 {
+		resp, err := http.Get(srv.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "crs_store_round_trips_total" {
+				var v float64
+				fmt.Sscan(f[1], &v)
+				return v
+			}
+		}
+		t.Fatalf("no crs_store_round_trips_total in /metrics:\n%s", b)
+		return 0
+	}
+	// Background work (the change-version poll, twice a second) runs
+	// whatever the traffic; it is measured idle and taken off.
+	idleStart, t0 := trips(), time.Now()
+	time.Sleep(time.Second)
+	idlePerSecond := (trips() - idleStart - 1) / time.Since(t0).Seconds() // -1: the scrape itself
+	perRequest := func(key string) float64 {
+		// Warm: a conversation's first request binds its account (one
+		// SET more); a key's first opens its window and seeds its counters.
+		for i := range 10 {
+			post(ctx, http.DefaultClient, srv.url, key, true, "X-Claude-Code-Session-Id", fmt.Sprintf("%s-%012d", key[:12], i))
+		}
+		const n = 200
+		before, start := trips(), time.Now()
+		for i := range n {
+			session := fmt.Sprintf("%s-%012d", key[:12], i%10)
+			if status, body, err := post(ctx, http.DefaultClient, srv.url, key, true, "X-Claude-Code-Session-Id", session); err != nil || status != 200 {
+				t.Fatalf("request: %d %v %.200s", status, err, body)
+			}
+		}
+		return (trips() - before - 1 - idlePerSecond*time.Since(start).Seconds()) / n
+	}
+	p := perRequest(plain.Key)
+	l := perRequest(limited.Key)
+	t.Logf("Redis round trips per request (background %.1f/s taken off): key without limits %.2f, key with every limit %.2f",
+		idlePerSecond, p, l)
+	// Sequential requests commit their usage one by one (concurrent ones
+	// share a batch): plain = sticky GETEX + usage; limited adds the
+	// admission batch, the record batch and the slot's release.
+	if p > 2.02 {
+		t.Errorf("a key without limits costs %.2f round trips per request, want 2 (sticky + usage)", p)
+	}
+	if l > 5.02 {
+		t.Errorf("a key with every limit costs %.2f round trips per request, want 5", l)
+	}
+}
