@@ -33,6 +33,7 @@ import (
 	"github.com/crs-relay/crs/internal/store"
 	"github.com/crs-relay/crs/internal/store/backend"
 	"github.com/crs-relay/crs/internal/usage"
+	"github.com/crs-relay/crs/internal/web"
 )
 
 // Background cadences of a running server.
@@ -192,12 +193,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		JWTSecret: cfg.JWTSecret, ClientIP: clientIP, DataDir: cfg.DataDir, Logger: log,
 	})
 	var inflight sync.WaitGroup
+	// The key holders' JSON route and the console's key page share one
+	// handler, so their lookups are throttled together.
+	stats := keystats.New(keystats.Options{
+		Keys: e.Store, Usage: e.Store, Policy: limits, ClientIP: clientIP, Location: cfg.Location, Logger: log,
+	})
+	console := web.New(web.Options{
+		API: api, Store: e.Store, Policy: limits, Stats: stats, Prices: prices, Secret: cfg.JWTSecret,
+		ClientIP: clientIP, Location: cfg.Location, Version: version(), Logger: log,
+	})
 	handler := server.New(server.Options{
-		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(),
+		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(), Console: console,
 		Logger: log, ClientIP: clientIP, Metrics: mx, MetricsToken: cfg.MetricsToken,
-		Stats: keystats.New(keystats.Options{
-			Keys: e.Store, Usage: e.Store, Policy: limits, ClientIP: clientIP, Location: cfg.Location, Logger: log,
-		}),
+		Stats: stats,
 	})
 	// Requests hang off baseCtx, so a drain that runs out of time can end
 	// them with a cause the relay turns into a proper error event.

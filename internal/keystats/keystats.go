@@ -174,20 +174,6 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 // ServeHTTP answers POST Path.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := h.o.Now()
-	// Every answer below, found or not, leaves no earlier than start +
-	// MinDuration, so response time says nothing about the key.
-	defer func() {
-		if d := h.o.MinDuration - h.o.Now().Sub(start); d > 0 {
-			h.o.sleep(r.Context(), d)
-		}
-	}()
-	addr := h.o.ClientIP(r)
-	if ok, wait := h.throttle.Allow(addr); !ok {
-		w.Header().Set("Retry-After", retryAfter(wait))
-		writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many lookups with unknown keys from this address; try again later")
-		return
-	}
 	var req request
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil || json.Unmarshal(body, &req) != nil {
@@ -198,6 +184,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if token == "" {
 		token = strings.TrimSpace(req.APIKey2)
 	}
+	stats, err := h.Look(r, token)
+	var throttled *ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		w.Header().Set("Retry-After", retryAfter(throttled.Wait))
+		writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many lookups with unknown keys from this address; try again later")
+	case errors.Is(err, ErrUnknownKey):
+		writeError(w, http.StatusUnauthorized, "invalid_key", "no such key: give the whole relay key (cr_…), not its id")
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "usage is unavailable; try again shortly")
+	default:
+		writeJSON(w, http.StatusOK, stats)
+	}
+}
+
+// ErrUnknownKey is a token that names no live key.
+var ErrUnknownKey = errors.New("no such key")
+
+// ThrottledError says that too many lookups with unknown keys came from the
+// request's address.
+type ThrottledError struct{ Wait time.Duration }
+
+func (e *ThrottledError) Error() string { return "too many lookups with unknown keys" }
+
+// Look finds the key token names and returns its stats, for this route and
+// for the console's key-holder page alike: lookups are throttled per
+// address, and every answer, found or not, takes at least MinDuration, so
+// response time says nothing about the key. Errors: *ThrottledError,
+// ErrUnknownKey, or the store's.
+func (h *Handler) Look(r *http.Request, token string) (Stats, error) {
+	start := h.o.Now()
+	defer func() {
+		if d := h.o.MinDuration - h.o.Now().Sub(start); d > 0 {
+			h.o.sleep(r.Context(), d)
+		}
+	}()
+	addr := h.o.ClientIP(r)
+	if ok, wait := h.throttle.Allow(addr); !ok {
+		return Stats{}, &ThrottledError{Wait: wait}
+	}
+	token = strings.TrimSpace(token)
 	// The lookup runs for every well-formed request, so a malformed and a
 	// wrong key differ only in the message, not in work or time.
 	var key store.Key
@@ -209,24 +236,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			key, found = k, true
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			h.o.Logger.Error("user stats: key lookup failed", "err", err)
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "the key store is unavailable; try again shortly")
-			return
+			return Stats{}, err
 		}
 	} else {
 		h.o.Keys.KeyByHash(r.Context(), secret.Hash("cr_"+strings.Repeat("0", 64)))
 	}
 	if !found {
 		h.throttle.Fail(addr)
-		writeError(w, http.StatusUnauthorized, "invalid_key", "no such key: give the whole relay key (cr_…), not its id")
-		return
+		return Stats{}, ErrUnknownKey
 	}
 	stats, err := h.stats(r.Context(), key)
 	if err != nil {
 		h.o.Logger.Error("user stats failed", "key", key.ID, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "usage is unavailable; try again shortly")
-		return
+		return Stats{}, err
 	}
-	writeJSON(w, http.StatusOK, stats)
+	return stats, nil
 }
 
 func (h *Handler) stats(ctx context.Context, k store.Key) (Stats, error) {

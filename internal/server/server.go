@@ -35,6 +35,9 @@ type Options struct {
 	// MetricsToken, when set, is the bearer token GET /metrics requires
 	// (METRICS_TOKEN).
 	MetricsToken string
+	// Console serves the web console under /web, and GET / (a redirect to
+	// the key holders' page); nil leaves both out.
+	Console http.Handler
 }
 
 // prefixes the Anthropic Messages surface is mounted under. Clients set
@@ -91,6 +94,11 @@ func New(o Options) http.Handler {
 	for _, r := range o.Admin {
 		// Pattern carries the method already ("POST /admin/login").
 		mux.Handle(r.Pattern, r.Handler)
+	}
+	if o.Console != nil {
+		mux.Handle("/web", o.Console)
+		mux.Handle("/web/", o.Console)
+		mux.Handle("GET /{$}", o.Console)
 	}
 	mux.HandleFunc("/", notFound)
 
