@@ -98,6 +98,9 @@ type Console struct {
 	mux   *http.ServeMux
 	pages *renderer
 	log   *slog.Logger
+	// tester runs an account's live test (SetAccountTester, accounts.go);
+	// nil hides the test button.
+	tester AccountTester
 }
 
 // New builds the console. It panics without API, Store or Secret: a wiring
