@@ -72,4 +72,13 @@
   document.querySelectorAll("select[data-autosubmit]").forEach(function (s) {
     s.addEventListener("change", function () { if (s.form) s.form.submit(); });
   });
+
+  // ---- keys (keys_created.html) ----
+  // A page that shows a new key once answers a POST. <el data-replace-url="/web/keys">
+  // puts that address in the history entry, so reloading fetches the list
+  // instead of sending the form again (which would make another key).
+  document.querySelectorAll("[data-replace-url]").forEach(function (el) {
+    if (window.history && history.replaceState) history.replaceState(null, "", el.getAttribute("data-replace-url"));
+  });
+  // ---- end keys ----
 })();
