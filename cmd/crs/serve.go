@@ -202,6 +202,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		API: api, Store: e.Store, Policy: limits, Stats: stats, Prices: prices, Secret: cfg.JWTSecret,
 		ClientIP: clientIP, Location: cfg.Location, Version: version(), Logger: log,
 	})
+	console.SetAccountTester(rl)
 	handler := server.New(server.Options{
 		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(), Console: console,
 		Logger: log, ClientIP: clientIP, Metrics: mx, MetricsToken: cfg.MetricsToken,

@@ -197,6 +197,13 @@ func (s *Scheduler) Reload(ctx context.Context) error {
 	return nil
 }
 
+// Account reads one account from the store, not the snapshot: a caller
+// acting on one named account (the console's live test) must see an edit
+// or a refreshed token saved a moment ago.
+func (s *Scheduler) Account(ctx context.Context, id store.AccountID) (store.Account, error) {
+	return s.st.GetAccount(ctx, id)
+}
+
 // Pick chooses an account for req, or explains why none can serve with a
 // *NoAccountError or *CoolingError.
 func (s *Scheduler) Pick(ctx context.Context, req Request) (store.Account, error) {
