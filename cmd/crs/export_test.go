@@ -742,6 +742,11 @@ func roundTrip[S, R any](t *testing.T, seed *int, to func(S) R, from func(R) S) 
 	must(t, err)
 	var rec R
 	must(t, json.Unmarshal(b, &rec))
+	// A usage record's Seq is the store's, assigned on insert: an import
+	// numbers the records anew, so it is not carried.
+	if seq := reflect.ValueOf(&in).Elem().FieldByName("Seq"); seq.IsValid() {
+		seq.SetZero()
+	}
 	if out := from(rec); !reflect.DeepEqual(in, out) {
 		t.Errorf("%T lost a field on its way through the export:\n in %+v\nout %+v", in, in, out)
 	}

@@ -99,12 +99,41 @@ type Usage interface {
 	// hourly and daily rollups in the same transaction. It returns how
 	// many were new.
 	InsertUsage(ctx context.Context, recs []UsageRecord) (int, error)
-	// ListUsage returns records in the filter, newest first, at most limit.
+	// ListUsage returns the records in f, newest first (CreatedAt
+	// descending, then Seq descending), at most limit (limit <= 0: all).
+	// It returns fewer than limit only when no more records are in f. A
+	// filter on KeyID, AccountID and time alone reads an index from the
+	// cursor on, so any page costs about the same however many records are
+	// stored; a Model or Status filter is checked record by record and may
+	// look at many records to fill a page: pages for people use ScanUsage.
 	ListUsage(ctx context.Context, f UsageFilter, limit int) ([]UsageRecord, error)
-	// SummarizeUsage totals records per key, per account and per model.
+	// ScanUsage is ListUsage with a bound on the work of one call, for
+	// pages shown to people. Candidates are the records matching f's
+	// KeyID, AccountID, From, To and Before, which every backend reads
+	// from an index in the newest-first order; Model and Status are
+	// checked on each candidate. A call looks at no more than scan
+	// candidates (scan <= 0: DefaultUsageScan; a scan below limit is
+	// raised to limit) and returns at most limit (> 0) matches, the first
+	// ones in that order, with where to continue. So a page never scans a
+	// million records; fewer than limit matches with a non-nil Next means
+	// the budget ran out, and the caller may ask again from Next.
+	ScanUsage(ctx context.Context, f UsageFilter, limit, scan int) (UsagePage, error)
+	// SummarizeUsage totals records per key, per account and per model,
+	// honouring f's KeyID, AccountID, Model, From and To; a Status or a
+	// Before is ErrFilterUnsupported (the rollups keep no status). Whole
+	// hours and days of the span are read from the rollups, so records
+	// PurgeUsage removed still count there; only in the partial hours at
+	// the span's ends are the stored records counted.
 	SummarizeUsage(ctx context.Context, f UsageFilter) (UsageSummary, error)
 	// Rollups returns rollup rows of granularity g with Period in [from, to).
 	Rollups(ctx context.Context, g Granularity, from, to time.Time) ([]Rollup, error)
+	// PurgeUsage removes the records created before before and returns how
+	// many it removed. Rollups are kept: they are the long-term totals. It
+	// works in batches, each a short transaction (a short script on the
+	// shared store), so relaying goes on meanwhile; on an error the
+	// batches done stay done. A removed record's identity is forgotten:
+	// inserting it again stores it again.
+	PurgeUsage(ctx context.Context, before time.Time) (int, error)
 }
 
 // Sticky maps a conversation to the account that served it.

@@ -271,6 +271,11 @@ func (a Account) Available(now time.Time) bool {
 // UsageRecord is one upstream response that reported usage. (RequestID,
 // Attempt) is unique: inserting the same pair twice stores it once.
 type UsageRecord struct {
+	// Seq is assigned by the store when the record is inserted: unique
+	// among stored records and increasing in insertion order, so it orders
+	// records of the same millisecond. ListUsage and ScanUsage set it;
+	// InsertUsage ignores it.
+	Seq          int64
 	RequestID    string
 	Attempt      int
 	KeyID        KeyID
@@ -333,8 +338,49 @@ func (c *Counters) Add(r UsageRecord) {
 type UsageFilter struct {
 	KeyID     KeyID
 	AccountID AccountID
+	Model     string    // exact model name
+	Status    int       // exact HTTP status
 	From, To  time.Time // [From, To) on the record time; zero = unbounded
+	// Before, when set, keeps only the records that come after the cursor
+	// in the newest-first order of ListUsage: created earlier, or in the
+	// same millisecond with a smaller Seq. A page's last record, or a
+	// ScanUsage Next, is the cursor of the following page. The cursor's
+	// record need not exist any more (purged) nor be in the filter.
+	Before *UsageCursor
 }
+
+// UsageCursor is a position in the newest-first order of usage records:
+// the record time (milliseconds count) and the record's Seq.
+type UsageCursor struct {
+	CreatedAt time.Time
+	Seq       int64
+}
+
+// Cursor is the position of r, for UsageFilter.Before.
+func (r UsageRecord) Cursor() *UsageCursor {
+	return &UsageCursor{CreatedAt: r.CreatedAt, Seq: r.Seq}
+}
+
+// UsagePage is what one ScanUsage call found.
+type UsagePage struct {
+	// Records are the matches found, newest first.
+	Records []UsageRecord
+	// Next is where the following call continues (pass it as
+	// UsageFilter.Before): the last record looked at, so no record of
+	// the filter lies between the last of Records and Next. Nil only when
+	// the filter has no record after Records.
+	Next *UsageCursor
+}
+
+// DefaultUsageScan is the scan budget of ScanUsage when the caller gives
+// none: enough for a page of 50 when 1 record in 100 matches, and little
+// enough that a call takes 5 ms (embedded) to 20 ms (shared store, in
+// script calls of 1000) at most on 2 cores (docs/benchmarks.md).
+const DefaultUsageScan = 5000
+
+// ErrFilterUnsupported is returned by SummarizeUsage for a filter it
+// cannot apply.
+var ErrFilterUnsupported = errors.New("filter not supported")
 
 // UsageRow is a Counters total for one key, account or model.
 type UsageRow struct {

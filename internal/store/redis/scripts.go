@@ -188,7 +188,7 @@ var storeScripts = []*goredis.Script{
 	unlockScript, renewLockScript,
 	setFieldsScript, touchScript,
 	setSettingScript,
-	insertUsageScript, listUsageScript, readUsageScript,
+	insertUsageScript, scanUsageScript, purgeUsageScript, readUsageScript,
 }
 
 // ensureScripts loads those of scripts that Redis does not hold: one

@@ -25,8 +25,8 @@ import (
 //	P rec                   hash: sequence (15 digits) → encoded record
 //	P ix                    sorted sets of sequences scored by CreatedAt in
 //	P ix:k:<key>            ms: all records, a key's, an account's, and a
-//	P ix:a:<acct>           key's on one account, so every ListUsage filter
-//	P ix:ka:<key><acct>     reads one index from its newest end
+//	P ix:a:<acct>           key's on one account, so a page under any key
+//	P ix:ka:<key><acct>     and account filter reads one index
 //	P r<g>|p                sorted set of the rollup periods (ms)
 //	P r<g>|<period>         hash: <dims> → row, the rollups of all records
 //	P r<g>:k:<key>|<period> hash: the same of one key's records
@@ -42,12 +42,21 @@ import (
 //
 // Records of the same millisecond are ordered by their sequence: the
 // fixed-width member sorts them in insertion order, so ListUsage breaks
-// ties like the embedded store (newest inserted first).
+// ties like the embedded store (newest inserted first). The sequence is
+// the record's Seq.
 //
-// Retention can remove records older than a cutoff without a scan:
-// ZRANGEBYSCORE P ix -inf (cutoff gives their sequences; their records
-// name the key, account and identity to remove from the other indexes and
-// from P id. Rollups are kept apart and may outlive their records.
+// Pages (ScanUsage, usage_scan.go) read one of these indexes from a
+// cursor on, by rank: the cursor's place is found with ZCOUNT and a binary
+// search among the members of its millisecond, so a deep page costs what
+// the first does. Model and status have no index (each would cost every
+// record another sorted-set entry, and a key and model filter would still
+// walk one of them); a script reads them from the records it walks, at
+// most scanCall per call.
+//
+// Retention (PurgeUsage) removes records older than a cutoff without a
+// scan: ZRANGEBYSCORE P ix -inf (cutoff gives their sequences; their
+// records name the key, account and identity to remove from the other
+// indexes and from P id. Rollups are kept apart and outlive their records.
 //
 // Every key here is durable state: records, their indexes and rollups
 // must survive a Redis restart (appendonly or snapshots), and none has a
@@ -422,56 +431,6 @@ func (sp span) max() string {
 		return "+inf"
 	}
 	return "(" + strconv.FormatInt(sp.hi, 10)
-}
-
-// listUsageScript returns the records of index KEYS[1] (record hash
-// KEYS[2]) with scores in [ARGV[2], ARGV[1]], newest first, at most ARGV[3]
-// (0: all). HMGET goes in chunks: unpack has a stack limit.
-var listUsageScript = goredis.NewScript(`
-local ids
-if tonumber(ARGV[3]) > 0 then
-	ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
-else
-	ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
-end
-local out = {}
-for i = 1, #ids, 1000 do
-	local got = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
-	for j = 1, #got do
-		out[#out + 1] = got[j]
-	end
-end
-return out
-`)
-
-// ListUsage returns records in the filter, newest first, at most limit
-// (limit <= 0: no limit), in one round trip. Each filter reads one index
-// from its newest end, so a page costs O(log n + limit) however many
-// records are stored.
-func (s *Store) ListUsage(ctx context.Context, f store.UsageFilter, limit int) ([]store.UsageRecord, error) {
-	sp := filterSpan(f)
-	if sp.lo >= sp.hi {
-		return nil, nil
-	}
-	res, err := listUsageScript.Run(ctx, s.rdb,
-		[]string{s.usageIndex(f.KeyID, f.AccountID), s.usageKey("rec")},
-		sp.max(), sp.min(), max(limit, 0)).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("redis: list usage: %w", err)
-	}
-	out := make([]store.UsageRecord, 0, len(res))
-	for _, v := range res {
-		b, ok := v.(string)
-		if !ok {
-			continue // indexed without a record: only a damaged layout
-		}
-		r, err := decodeRecord([]byte(b))
-		if err != nil {
-			return nil, fmt.Errorf("redis: list usage: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // recordVersion leads an encoded record, so a later layout can read old

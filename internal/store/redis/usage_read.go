@@ -140,11 +140,15 @@ func (s *Store) readUsage(ctx context.Context, reads []usageRead) ([]rollupRow, 
 // days (store zone) inside [From, To), the hourly rollups of the whole
 // UTC hours in the rest, and records only in the partial hours at the two
 // ends, from the index of the filter. With a KeyID it reads that key's
-// rollups, else those of all records, and leaves out other accounts in Go
-// when an AccountID is given. A key's spend over a day, a week or all
-// time so costs a few dozen small hashes, not one read per request.
+// rollups, else those of all records, and leaves out other accounts and
+// models in Go when an AccountID or Model is given. A key's spend over a
+// day, a week or all time so costs a few dozen small hashes, not one read
+// per request. Rollups keep no status: a Status filter is refused.
 func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
 	var sum store.UsageSummary
+	if f.Status != 0 || f.Before != nil {
+		return sum, fmt.Errorf("redis: summarize usage: status or cursor: %w", store.ErrFilterUnsupported)
+	}
 	whole := filterSpan(f)
 	if whole.lo >= whole.hi {
 		return sum, nil
@@ -176,7 +180,8 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 	}
 	totals := map[dims]*store.Counters{}
 	add := func(d dims, c store.Counters) {
-		if (f.KeyID != "" && d.key != f.KeyID) || (f.AccountID != "" && d.account != f.AccountID) {
+		if (f.KeyID != "" && d.key != f.KeyID) || (f.AccountID != "" && d.account != f.AccountID) ||
+			(f.Model != "" && d.model != f.Model) {
 			return
 		}
 		t := totals[d]

@@ -291,6 +291,15 @@ CREATE TRIGGER settings_upd AFTER UPDATE ON settings BEGIN
 	UPDATE meta SET value = value + 1 WHERE name = 'change_version';
 END;
 `,
+	// 6: the console pages usage records by account (each page reads
+	// this index from its cursor on, as it reads usage_records_key for a
+	// key), and SummarizeUsage totals whole days and hours from the
+	// rollups, which records purged by retention leave behind: a key's
+	// rollups are found without reading every key's.
+	`
+CREATE INDEX usage_records_account ON usage_records (account_id, created_at);
+CREATE INDEX usage_rollups_key ON usage_rollups (key_id, granularity, period);
+`,
 }
 
 // schemaVersion is the version a fully migrated file has.

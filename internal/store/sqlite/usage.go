@@ -146,19 +146,150 @@ func dayBucket(t time.Time, loc *time.Location) (time.Time, string) {
 	return day, day.Format("2006-01-02")
 }
 
-// ListUsage returns records in the filter, newest first, at most limit
-// (limit <= 0 means no limit).
+// ListUsage returns the records in f, newest first, at most limit
+// (limit <= 0 means no limit), in one query. Each filter reads the index
+// of its key, account or time from the cursor on; Model and Status are
+// checked on the rows that index yields.
 func (s *Store) ListUsage(ctx context.Context, f store.UsageFilter, limit int) ([]store.UsageRecord, error) {
-	where, args := usageWhere(f)
+	conds, args := candidateConds(f)
+	post, postArgs := postConds(f)
+	conds = append(conds, post...)
+	args = append(args, postArgs...)
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
 	args = append(args, limit)
-	rows, err := s.read.QueryContext(ctx, `SELECT `+usageColumns+` FROM usage_records`+where+
+	rows, err := s.read.QueryContext(ctx, `SELECT `+recordColumns+` FROM usage_records`+where(conds)+
 		` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list usage: %w", err)
 	}
+	out, err := scanRecords(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list usage: %w", err)
+	}
+	return out, nil
+}
+
+// ScanUsage returns at most limit records in f, newest first, looking at
+// no more than scan candidates: rows of f's key, account and time range
+// after its cursor, read from their index in order. Without a Model or
+// Status filter every candidate matches and one query reads the page and
+// one more row, to learn whether the range goes on. With one, a first
+// query walks the candidates' ids, times and whether each matches, and a
+// second reads the matches whole, so the rows that do not match cost no
+// decoding.
+func (s *Store) ScanUsage(ctx context.Context, f store.UsageFilter, limit, scan int) (store.UsagePage, error) {
+	if limit <= 0 {
+		return store.UsagePage{}, fmt.Errorf("sqlite: scan usage: limit %d, want > 0", limit)
+	}
+	if scan <= 0 {
+		scan = store.DefaultUsageScan
+	}
+	scan = max(scan, limit)
+	var page store.UsagePage
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		conds, args := candidateConds(f)
+		post, postArgs := postConds(f)
+		if len(post) == 0 {
+			rows, err := tx.QueryContext(ctx, `SELECT `+recordColumns+` FROM usage_records`+where(conds)+
+				` ORDER BY created_at DESC, id DESC LIMIT ?`, append(args, min(scan, limit+1))...)
+			if err != nil {
+				return err
+			}
+			recs, err := scanRecords(rows)
+			if err != nil {
+				return err
+			}
+			page.Records = recs[:min(len(recs), limit)]
+			if len(recs) > limit || len(recs) == scan {
+				page.Next = recs[len(page.Records)-1].Cursor()
+			}
+			return nil
+		}
+
+		// The match test is a column of the walk, its arguments first:
+		// SQLite numbers the parameters in the order they appear.
+		rows, err := tx.QueryContext(ctx, `SELECT id, created_at, `+strings.Join(post, " AND ")+
+			` FROM usage_records`+where(conds)+` ORDER BY created_at DESC, id DESC LIMIT ?`,
+			append(append(postArgs, args...), scan)...)
+		if err != nil {
+			return err
+		}
+		var (
+			hits     []int64
+			examined int
+			last     store.UsageCursor
+			more     bool // a match past the page was seen
+		)
+		for rows.Next() {
+			var (
+				id, at int64
+				hit    bool
+			)
+			if err := rows.Scan(&id, &at, &hit); err != nil {
+				rows.Close()
+				return err
+			}
+			if hit && len(hits) == limit {
+				more = true
+				break
+			}
+			examined++
+			last = store.UsageCursor{CreatedAt: fromMs(at), Seq: id}
+			if hit {
+				hits = append(hits, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// Next is after the last row looked at but the peeked match:
+		// the last match when the page is full, else the row where the
+		// budget ran out.
+		if more || examined == scan {
+			page.Next = &last
+		}
+		page.Records, err = recordsByID(ctx, tx, hits)
+		return err
+	})
+	if err != nil {
+		return store.UsagePage{}, fmt.Errorf("sqlite: scan usage: %w", err)
+	}
+	return page, nil
+}
+
+// recordsByID reads the records of ids, which are in newest-first order,
+// in that order.
+func recordsByID(ctx context.Context, tx *sql.Tx, ids []int64) ([]store.UsageRecord, error) {
+	const chunk = 500 // well below SQLite's limit on parameters
+	out := make([]store.UsageRecord, 0, len(ids))
+	for i := 0; i < len(ids); i += chunk {
+		part := ids[i:min(i+chunk, len(ids))]
+		args := make([]any, len(part))
+		for j, id := range part {
+			args[j] = id
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+recordColumns+` FROM usage_records WHERE id IN (?`+
+			strings.Repeat(", ?", len(part)-1)+`) ORDER BY created_at DESC, id DESC`, args...)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := scanRecords(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+// recordColumns are usageColumns and the row id, which is the Seq.
+const recordColumns = usageColumns + `, id`
+
+// scanRecords reads rows of recordColumns and closes them.
+func scanRecords(rows *sql.Rows) ([]store.UsageRecord, error) {
 	defer rows.Close()
 	var out []store.UsageRecord
 	for rows.Next() {
@@ -170,8 +301,8 @@ func (s *Store) ListUsage(ctx context.Context, f store.UsageFilter, limit int) (
 		)
 		if err := rows.Scan(&r.RequestID, &r.Attempt, &keyID, &accountID, &r.Model,
 			&r.Input, &r.Output, &r.CacheWrite5m, &r.CacheWrite1h, &r.CacheRead, &r.CostPico, &r.RatedCostPico,
-			&stream, &r.Status, &r.LatencyMs, &r.FirstByteMs, &aborted, &created); err != nil {
-			return nil, fmt.Errorf("sqlite: list usage: %w", err)
+			&stream, &r.Status, &r.LatencyMs, &r.FirstByteMs, &aborted, &created, &r.Seq); err != nil {
+			return nil, err
 		}
 		r.KeyID = store.KeyID(keyID)
 		r.AccountID = store.AccountID(accountID)
@@ -180,15 +311,14 @@ func (s *Store) ListUsage(ctx context.Context, f store.UsageFilter, limit int) (
 		r.CreatedAt = fromMs(created)
 		out = append(out, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list usage: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
-// usageWhere turns a filter into a WHERE clause (empty when it filters
-// nothing) and its arguments.
-func usageWhere(f store.UsageFilter) (string, []any) {
+// candidateConds are the conditions of f that an index answers in the
+// newest-first order: key or account, time range and cursor. The cursor
+// is written as a range on created_at, which the index walks, and a test
+// of the id that only rows of the cursor's millisecond need.
+func candidateConds(f store.UsageFilter) ([]string, []any) {
 	var conds []string
 	var args []any
 	if f.KeyID != "" {
@@ -207,59 +337,66 @@ func usageWhere(f store.UsageFilter) (string, []any) {
 		conds = append(conds, "created_at < ?")
 		args = append(args, ms(f.To))
 	}
-	if len(conds) == 0 {
-		return "", nil
+	if c := f.Before; c != nil {
+		at := ms(c.CreatedAt)
+		conds = append(conds, "created_at <= ?", "(created_at < ? OR id < ?)")
+		args = append(args, at, at, c.Seq)
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return conds, args
 }
 
-// SummarizeUsage totals records per key, per account and per model, each
-// list ordered by its name. The three totals come from one read
-// transaction, so they agree with each other even while writes go on.
-func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
-	where, args := usageWhere(f)
-	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return store.UsageSummary{}, fmt.Errorf("sqlite: summarize usage: %w", err)
+// postConds are the conditions of f that no index answers.
+func postConds(f store.UsageFilter) ([]string, []any) {
+	var conds []string
+	var args []any
+	if f.Model != "" {
+		conds = append(conds, "model = ?")
+		args = append(args, f.Model)
 	}
-	defer func() { _ = tx.Rollback() }() // read-only: nothing to undo
+	if f.Status != 0 {
+		conds = append(conds, "status = ?")
+		args = append(args, f.Status)
+	}
+	return conds, args
+}
 
-	var sum store.UsageSummary
-	for _, g := range []struct {
-		col string
-		dst *[]store.UsageRow
-		set func(*store.UsageRow, string)
-	}{
-		{"key_id", &sum.Keys, func(r *store.UsageRow, v string) { r.KeyID = store.KeyID(v) }},
-		{"account_id", &sum.Accounts, func(r *store.UsageRow, v string) { r.AccountID = store.AccountID(v) }},
-		{"model", &sum.Models, func(r *store.UsageRow, v string) { r.Model = v }},
-	} {
-		rows, err := tx.QueryContext(ctx, `SELECT `+g.col+`, COUNT(*), SUM(input), SUM(output),
-			SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico),
-			SUM(rated_cost_pico)
-			FROM usage_records`+where+` GROUP BY `+g.col+` ORDER BY `+g.col, args...)
-		if err != nil {
-			return store.UsageSummary{}, fmt.Errorf("sqlite: summarize usage: %w", err)
-		}
-		for rows.Next() {
-			var row store.UsageRow
-			var name string
-			c := &row.Counters
-			if err := rows.Scan(&name, &c.Requests, &c.Input, &c.Output,
-				&c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico, &c.RatedPico); err != nil {
-				rows.Close()
-				return store.UsageSummary{}, fmt.Errorf("sqlite: summarize usage: %w", err)
+// where joins conds into a WHERE clause, empty when there are none.
+func where(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// purgeBatch is how many records one PurgeUsage transaction removes: a
+// few milliseconds of holding the write lock, so usage inserts wait little.
+const purgeBatch = 2000
+
+// PurgeUsage removes the records created before before, oldest first, in
+// transactions of purgeBatch records, and returns how many it removed.
+// Rollups stay.
+func (s *Store) PurgeUsage(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		var n int64
+		err := s.writeTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM usage_records WHERE id IN (
+				SELECT id FROM usage_records WHERE created_at < ? ORDER BY created_at LIMIT ?)`,
+				ms(before), purgeBatch)
+			if err != nil {
+				return err
 			}
-			g.set(&row, name)
-			*g.dst = append(*g.dst, row)
-		}
-		err = rows.Err()
-		rows.Close()
+			n, err = res.RowsAffected()
+			return err
+		})
 		if err != nil {
-			return store.UsageSummary{}, fmt.Errorf("sqlite: summarize usage: %w", err)
+			return total, fmt.Errorf("sqlite: purge usage: %w", err)
+		}
+		total += int(n)
+		if n < purgeBatch {
+			return total, nil
 		}
 	}
-	return sum, nil
 }
 
 // Rollups returns rollup rows of granularity g with Period in [from, to),

@@ -78,8 +78,14 @@ func testUsageRoundTrip(t *testing.T, s store.Store) {
 	}
 	got := listAll(t, s)
 	want := []store.UsageRecord{normRecord(full), normRecord(zero)} // newest first
+	// Seq is the store's: set, and increasing in insertion order.
+	if len(got) == 2 && (got[0].Seq <= 0 || got[1].Seq <= got[0].Seq) {
+		t.Errorf("Seq of the records inserted first and second = %d, %d, want 0 < first < second",
+			got[0].Seq, got[1].Seq)
+	}
 	for i := range got {
 		got[i] = normRecord(got[i])
+		got[i].Seq = 0
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ListUsage:\n got %+v\nwant %+v", got, want)

@@ -1,0 +1,225 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/crs-relay/crs/internal/store"
+)
+
+// SummarizeUsage totals records per key, per account and per model, each
+// list ordered by its name, from one read transaction. Whole days of the
+// span (store zone) come from the daily rollups, whole UTC hours from the
+// hourly ones, and only the partial hours at the ends from the records:
+// a key's spend over all time so reads a few rows per day, and stays
+// whole after PurgeUsage removed old records, whose rollups it keeps.
+func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
+	var sum store.UsageSummary
+	if f.Status != 0 || f.Before != nil {
+		return sum, fmt.Errorf("sqlite: summarize usage: status or cursor: %w", store.ErrFilterUnsupported)
+	}
+	whole := span{math.MinInt64, math.MaxInt64}
+	if !f.From.IsZero() {
+		whole.lo = ms(f.From)
+	}
+	if !f.To.IsZero() {
+		whole.hi = ms(f.To)
+	}
+	if whole.lo >= whole.hi {
+		return sum, nil
+	}
+
+	// One SELECT per part, all grouped by (key, account, model) in SQL and
+	// three ways in Go.
+	var dims []string
+	var dimArgs []any
+	for _, d := range []struct{ col, val string }{
+		{"key_id", string(f.KeyID)}, {"account_id", string(f.AccountID)}, {"model", f.Model},
+	} {
+		if d.val != "" {
+			dims = append(dims, d.col+" = ?")
+			dimArgs = append(dimArgs, d.val)
+		}
+	}
+	const rollupCols = `key_id, account_id, model, requests, input, output,
+		cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico`
+	const recordCols = `key_id, account_id, model, 1 AS requests, input, output,
+		cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_cost_pico AS rated_pico`
+	var parts []string
+	var args []any
+	add := func(sel string, conds []string, a ...any) {
+		parts = append(parts, sel+where(append(conds, dims...)))
+		args = append(append(args, a...), dimArgs...)
+	}
+	days, hours, partial := s.summaryPlan(whole)
+	// Without statistics SQLite prefers the primary key's period range,
+	// which holds every key's rows; a key's own are fewer.
+	rollups := `SELECT ` + rollupCols + ` FROM usage_rollups`
+	if f.KeyID != "" {
+		rollups += ` INDEXED BY usage_rollups_key`
+	}
+	for _, g := range []struct {
+		name  store.Granularity
+		spans []span
+	}{{store.Daily, days}, {store.Hourly, hours}} {
+		for _, sp := range g.spans {
+			add(rollups,
+				[]string{"granularity = ?", "period >= ?", "period < ?"}, string(g.name), sp.lo, sp.hi)
+		}
+	}
+	for _, sp := range partial {
+		add(`SELECT `+recordCols+` FROM usage_records`, []string{"created_at >= ?", "created_at < ?"}, sp.lo, sp.hi)
+	}
+
+	type dimsKey struct {
+		key     store.KeyID
+		account store.AccountID
+		model   string
+	}
+	totals := map[dimsKey]store.Counters{}
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT key_id, account_id, model, SUM(requests), SUM(input),
+			SUM(output), SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico),
+			SUM(rated_pico)
+			FROM (`+strings.Join(parts, " UNION ALL ")+`)
+			GROUP BY key_id, account_id, model`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				d                dimsKey
+				keyID, accountID string
+				c                store.Counters
+			)
+			if err := rows.Scan(&keyID, &accountID, &d.model, &c.Requests, &c.Input, &c.Output,
+				&c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico, &c.RatedPico); err != nil {
+				return err
+			}
+			d.key, d.account = store.KeyID(keyID), store.AccountID(accountID)
+			totals[d] = c
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return sum, fmt.Errorf("sqlite: summarize usage: %w", err)
+	}
+
+	byKey := map[store.KeyID]*store.Counters{}
+	byAcct := map[store.AccountID]*store.Counters{}
+	byModel := map[string]*store.Counters{}
+	for d, c := range totals {
+		mergeInto(byKey, d.key, c)
+		mergeInto(byAcct, d.account, c)
+		mergeInto(byModel, d.model, c)
+	}
+	for k, c := range byKey {
+		sum.Keys = append(sum.Keys, store.UsageRow{KeyID: k, Counters: *c})
+	}
+	for a, c := range byAcct {
+		sum.Accounts = append(sum.Accounts, store.UsageRow{AccountID: a, Counters: *c})
+	}
+	for m, c := range byModel {
+		sum.Models = append(sum.Models, store.UsageRow{Model: m, Counters: *c})
+	}
+	slices.SortFunc(sum.Keys, func(a, b store.UsageRow) int { return cmp.Compare(a.KeyID, b.KeyID) })
+	slices.SortFunc(sum.Accounts, func(a, b store.UsageRow) int { return cmp.Compare(a.AccountID, b.AccountID) })
+	slices.SortFunc(sum.Models, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
+	return sum, nil
+}
+
+func mergeInto[K comparable](m map[K]*store.Counters, k K, c store.Counters) {
+	t := m[k]
+	if t == nil {
+		t = &store.Counters{}
+		m[k] = t
+	}
+	t.Merge(c)
+}
+
+// span is [lo, hi) in unix ms; math.MinInt64 and math.MaxInt64 leave an
+// end open.
+type span struct{ lo, hi int64 }
+
+// summaryPlan splits whole into the spans of whole days (read from daily
+// rollups), of whole hours (hourly rollups) and the rest (records). The
+// parts are disjoint and cover whole, so every record is counted once.
+// Days of a zone off the hour (UTC+05:45) start inside a UTC hour; the
+// hours and records then fill in around them. The shared store plans its
+// summaries the same way.
+func (s *Store) summaryPlan(whole span) (days, hours, partial []span) {
+	edges := []span{whole}
+	if d0, d1 := s.ceilDay(whole.lo), s.floorDay(whole.hi); d0 < d1 {
+		days = []span{{d0, d1}}
+		edges = []span{{whole.lo, d0}, {d1, whole.hi}}
+	}
+	for _, e := range edges {
+		if e.lo >= e.hi {
+			continue
+		}
+		h0, h1 := ceilHour(e.lo), floorHour(e.hi)
+		if h0 >= h1 {
+			partial = append(partial, e)
+			continue
+		}
+		hours = append(hours, span{h0, h1})
+		for _, p := range [...]span{{e.lo, h0}, {h1, e.hi}} {
+			if p.lo < p.hi {
+				partial = append(partial, p)
+			}
+		}
+	}
+	return days, hours, partial
+}
+
+const hourMs = int64(time.Hour / time.Millisecond)
+
+// open reports whether ms is an open end of a span.
+func open(ms int64) bool { return ms == math.MinInt64 || ms == math.MaxInt64 }
+
+// floorHour is the start of the UTC hour holding ms; ceilHour the first
+// hour start at or after ms. Open ends stay open.
+func floorHour(ms int64) int64 {
+	if open(ms) {
+		return ms
+	}
+	h := ms / hourMs * hourMs
+	if h > ms {
+		h -= hourMs
+	}
+	return h
+}
+
+func ceilHour(ms int64) int64 {
+	h := floorHour(ms)
+	if h == ms {
+		return ms
+	}
+	return h + hourMs
+}
+
+// floorDay is the start of the store-zone day holding ms; ceilDay the first
+// day start at or after ms. Open ends stay open.
+func (s *Store) floorDay(ms int64) int64 {
+	if open(ms) {
+		return ms
+	}
+	day, _ := dayBucket(time.UnixMilli(ms), s.loc)
+	return day.UnixMilli()
+}
+
+func (s *Store) ceilDay(ms int64) int64 {
+	d := s.floorDay(ms)
+	if d == ms {
+		return ms
+	}
+	y, m, day := time.UnixMilli(d).In(s.loc).Date()
+	return time.Date(y, m, day+1, 0, 0, 0, 0, s.loc).UnixMilli()
+}
