@@ -125,6 +125,10 @@ type Config struct {
 	// PricesURL is where `crs prices update` fetches a price table when it
 	// is given neither --file nor --url (PRICES_URL); empty means none.
 	PricesURL string
+	// UsageRetentionDays is how many days per-request usage records are
+	// kept (USAGE_RETENTION_DAYS); 0 keeps them forever. The hourly and
+	// daily totals are kept regardless.
+	UsageRetentionDays int
 }
 
 // Var documents one environment variable for `crs serve --help`.
@@ -179,6 +183,7 @@ func Vars() []Var {
 		{"SHUTDOWN_TIMEOUT", "30s", "drain time for in-flight streams on SIGTERM"},
 		{"PPROF_ADDR", "(off)", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060"},
 		{"PRICES_URL", "(none)", "http(s) URL of a price table that `crs prices update` fetches when given no --file or --url"},
+		{"USAGE_RETENTION_DAYS", "90", "days per-request usage records are kept (0: forever); hourly and daily totals stay"},
 	}
 }
 
@@ -230,6 +235,8 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:   p.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
 		PprofAddr:         strings.TrimSpace(getenv("PPROF_ADDR")),
 		SlotLease:         p.duration("CONCURRENCY_LEASE", defaultSlotLease),
+		// Up to a century: a larger number is a typo, not a policy.
+		UsageRetentionDays: p.intRange("USAGE_RETENTION_DAYS", 90, 0, 36500),
 	}
 	c.Redis = p.redis()
 	if c.Redis.Enabled() {
