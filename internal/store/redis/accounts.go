@@ -22,7 +22,7 @@ import (
 //	acct:secret    the sealed credential, raw bytes; absent when none
 //	acct:updated   unix ms; UpdateAccount and SetAccountSecret
 //	acct:cooldown  JSON acctCooldown; absent when none
-//	acct:quota     JSON storedQuota; SetAccountQuota
+//	acct:quota     JSON store.EncodeQuota; SetAccountQuota
 //	acct:used      unix ms; TouchAccounts
 //	acct:order     sorted set of IDs by a creation sequence number
 
@@ -99,7 +99,7 @@ return out
 // when the value differs: the relay records what the upstream reports as
 // responses arrive, mostly unchanged, and rewriting the same quota must
 // not flush every instance's caches. Encoded quotas compare as bytes
-// (encodeQuota is deterministic).
+// (store.EncodeQuota is deterministic).
 //
 // KEYS: version, acct:created, acct:quota. ARGV: channel, id, quota.
 var setQuotaScript = goredis.NewScript(changedLua + `
@@ -136,7 +136,7 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 	if err != nil {
 		return fmt.Errorf("redis: create account %q: %w", a.ID, err)
 	}
-	quota, err := encodeQuota(a.Quota)
+	quota, err := store.EncodeQuota(a.Quota)
 	if err != nil {
 		return fmt.Errorf("redis: create account %q: %w", a.ID, err)
 	}
@@ -255,7 +255,7 @@ func decodeAccount(id string, part func(int) (string, bool)) (store.Account, err
 		a.CooldownUntil, a.CooldownKind, a.CooldownReason = fromUnixMsPtr(c.Until), c.Kind, c.Reason
 	}
 	if v, ok := part(partQuota); ok {
-		if a.Quota, err = decodeQuota(v); err != nil {
+		if a.Quota, err = store.DecodeQuota(v); err != nil {
 			return store.Account{}, fmt.Errorf("account %q: quota: %w", id, err)
 		}
 	}
@@ -320,7 +320,7 @@ func (s *Store) setAccountParts(ctx context.Context, what string, id store.Accou
 // the admin's edits, not the upstream's reports. A different quota changes
 // ChangeVersion; the quota already stored does not.
 func (s *Store) SetAccountQuota(ctx context.Context, id store.AccountID, q store.Quota) error {
-	quota, err := encodeQuota(q)
+	quota, err := store.EncodeQuota(q)
 	if err != nil {
 		return fmt.Errorf("redis: set account quota %q: %w", id, err)
 	}
@@ -354,80 +354,4 @@ func (s *Store) TouchAccounts(ctx context.Context, used map[store.AccountID]time
 		return fmt.Errorf("redis: touch accounts: %w", err)
 	}
 	return nil
-}
-
-// storedQuota is the acct:quota JSON. It mirrors store.Quota but keeps
-// times as unix milliseconds, like every other stored time, so a quota
-// reads back in UTC at the store's precision whatever zone it was written
-// in. It is its own type so that the stored format does not follow changes
-// to store.Quota's JSON tags, which serve the admin API.
-type storedQuota struct {
-	Window5h     *storedWindow    `json:"window_5h,omitempty"`
-	FamilyLimits map[string]int64 `json:"family_limits,omitempty"`
-}
-
-// storedWindow is one quota window; a zero time is left out.
-type storedWindow struct {
-	Start  *int64 `json:"start,omitempty"`
-	End    *int64 `json:"end,omitempty"`
-	Status string `json:"status,omitempty"`
-}
-
-// encodeQuota turns q into its stored form. A zero quota is "{}", and
-// equal quotas always encode to equal bytes (maps are written in key
-// order), which setQuotaScript's change test relies on.
-func encodeQuota(q store.Quota) ([]byte, error) {
-	var sq storedQuota
-	if w := q.Window5h; w != (store.Window{}) {
-		sq.Window5h = &storedWindow{Start: unixMsOrNil(w.Start), End: unixMsOrNil(w.End), Status: w.Status}
-	}
-	if len(q.FamilyLimits) > 0 {
-		sq.FamilyLimits = make(map[string]int64, len(q.FamilyLimits))
-		for family, until := range q.FamilyLimits {
-			sq.FamilyLimits[family] = unixMs(until)
-		}
-	}
-	b, err := json.Marshal(sq)
-	if err != nil {
-		return nil, fmt.Errorf("quota: %w", err)
-	}
-	return b, nil
-}
-
-// decodeQuota reads a stored quota back. No family limits read as a nil
-// map, the zero value's form.
-func decodeQuota(stored string) (store.Quota, error) {
-	var sq storedQuota
-	if err := json.Unmarshal([]byte(stored), &sq); err != nil {
-		return store.Quota{}, err
-	}
-	var q store.Quota
-	if w := sq.Window5h; w != nil {
-		q.Window5h = store.Window{Start: timeOrZero(w.Start), End: timeOrZero(w.End), Status: w.Status}
-	}
-	if len(sq.FamilyLimits) > 0 {
-		q.FamilyLimits = make(map[string]time.Time, len(sq.FamilyLimits))
-		for family, until := range sq.FamilyLimits {
-			q.FamilyLimits[family] = fromUnixMs(until)
-		}
-	}
-	return q, nil
-}
-
-// unixMsOrNil stores a time as unix milliseconds, and the zero time as
-// absent: a window the upstream did not report has no instant at all.
-func unixMsOrNil(t time.Time) *int64 {
-	if t.IsZero() {
-		return nil
-	}
-	v := unixMs(t)
-	return &v
-}
-
-// timeOrZero is the inverse of unixMsOrNil.
-func timeOrZero(v *int64) time.Time {
-	if v == nil {
-		return time.Time{}
-	}
-	return fromUnixMs(*v)
 }

@@ -21,7 +21,7 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
 	}
-	quota, err := encodeQuota(a.Quota)
+	quota, err := store.EncodeQuota(a.Quota)
 	if err != nil {
 		return fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
 	}
@@ -184,7 +184,7 @@ func scanAccount(r scanner) (store.Account, error) {
 	if a.Options, err = decodeOptions(options); err != nil {
 		return store.Account{}, fmt.Errorf("account %q: options: %w", id, err)
 	}
-	if a.Quota, err = decodeQuota(quota); err != nil {
+	if a.Quota, err = store.DecodeQuota(quota); err != nil {
 		return store.Account{}, fmt.Errorf("account %q: quota: %w", id, err)
 	}
 	return a, nil
