@@ -98,6 +98,9 @@ type Console struct {
 	mux   *http.ServeMux
 	pages *renderer
 	log   *slog.Logger
+	// settingsView reports the server's start-up settings
+	// (SetSettingsView, settings.go); nil shows none.
+	settingsView func() SettingsInfo
 	// tester runs an account's live test (SetAccountTester, accounts.go);
 	// nil hides the test button.
 	tester AccountTester
