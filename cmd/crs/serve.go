@@ -43,6 +43,7 @@ const (
 	leaderLease     = 15 * time.Second       // another instance takes the background jobs over this long after the leader died
 	touchEvery      = 5 * time.Second        // flush last-used times of keys and accounts
 	refreshEvery    = time.Minute            // look for OAuth tokens close to expiry
+	retainEvery     = time.Hour              // remove usage records past USAGE_RETENTION_DAYS
 )
 
 // runServe runs the relay until ctx ends (SIGINT/SIGTERM), then drains.
@@ -203,6 +204,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		ClientIP: clientIP, Location: cfg.Location, Version: version(), Logger: log,
 	})
 	console.SetAccountTester(rl)
+	console.SetSettingsView(func() web.SettingsInfo {
+		return web.SettingsInfo{
+			ClaudeCodeOnly: cfg.ClaudeCodeOnly, ConcurrencyQueue: cfg.ConcurrencyQueue,
+			ConcurrencyQueueTimeout: cfg.ConcurrencyQueueTimeout, UserMessageQueueDelay: cfg.UserMessageQueueDelay,
+			UserMessageQueueTimeout: cfg.UserMessageQueueTimeout, StickyTTL: cfg.StickyTTL, Timezone: cfg.Location.String(),
+		}
+	})
 	handler := server.New(server.Options{
 		Relay: rl, Admin: api.Routes(), Store: e.Store, Version: version(), Console: console,
 		Logger: log, ClientIP: clientIP, Metrics: mx, MetricsToken: cfg.MetricsToken,
@@ -255,7 +263,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		// also takes the account's own lock, so a request that finds a
 		// token due meanwhile cannot refresh it twice).
 		leader.Run(bgCtx, e.Store, "leader:background", leaderLease, func(ctx context.Context) {
-			refreshAhead(ctx, tokens, log)
+			var jobs sync.WaitGroup
+			jobs.Go(func() { refreshAhead(ctx, tokens, log) })
+			jobs.Go(func() { retainUsage(ctx, e.Store, cfg.UsageRetentionDays, log) })
+			jobs.Wait()
 		}, log)
 	}()
 
@@ -349,6 +360,24 @@ func roundTrips(st store.Store) func() uint64 {
 	return func() uint64 {
 		n, _ := backend.RoundTrips(st)
 		return n
+	}
+}
+
+// retainUsage removes usage records older than days, at start and then
+// every retainEvery; 0 days keeps them forever. Rollups stay.
+func retainUsage(ctx context.Context, st store.Usage, days int, log *slog.Logger) {
+	if days <= 0 {
+		return
+	}
+	t := time.NewTicker(retainEvery)
+	defer t.Stop()
+	for {
+		usage.Retain(ctx, st, days, time.Now, log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
