@@ -32,7 +32,17 @@ type KeyCache struct {
 	mu      sync.RWMutex
 	byHash  map[string]store.Key
 	touched map[store.KeyID]time.Time
+
+	// Store lookups of keys the cache does not know, within the current
+	// second (see lookupMiss).
+	missMu     sync.Mutex
+	missSecond int64
+	missCount  int
 }
+
+// missLookupsPerSecond bounds the store lookups of keys the cache does not
+// know, so a flood of made-up keys cannot turn every request into a query.
+const missLookupsPerSecond = 20
 
 // NewKeyCache returns an empty cache; call Reload before use.
 func NewKeyCache(st store.Keys, now func() time.Time) *KeyCache {
@@ -97,7 +107,9 @@ func (c *KeyCache) Authenticate(token string) (store.Key, error) {
 	// The map lookup by hash is not constant time, but the hash of a
 	// 256-bit random key leaks nothing an attacker can use.
 	if !ok {
-		return store.Key{}, ErrKeyUnknown
+		if k, ok = c.lookupMiss(h); !ok {
+			return store.Key{}, ErrKeyUnknown
+		}
 	}
 	now := c.now()
 	switch k.Status(now) {
@@ -113,6 +125,35 @@ func (c *KeyCache) Authenticate(token string) (store.Key, error) {
 	c.touched[k.ID] = now
 	c.mu.Unlock()
 	return k, nil
+}
+
+// lookupMiss asks the store for a key the cache does not know: one created
+// since the last reload (in the console, with the CLI, on another
+// instance) works at once instead of after the next reload. A key found is
+// kept in the cache. Lookups beyond missLookupsPerSecond answer "unknown"
+// without asking.
+func (c *KeyCache) lookupMiss(hash string) (store.Key, bool) {
+	sec := c.now().Unix()
+	c.missMu.Lock()
+	if sec != c.missSecond {
+		c.missSecond, c.missCount = sec, 0
+	}
+	c.missCount++
+	allowed := c.missCount <= missLookupsPerSecond
+	c.missMu.Unlock()
+	if !allowed {
+		return store.Key{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	k, err := c.st.KeyByHash(ctx, hash)
+	if err != nil {
+		return store.Key{}, false
+	}
+	c.mu.Lock()
+	c.byHash[hash] = k
+	c.mu.Unlock()
+	return k, true
 }
 
 // FlushTouches writes the last-used times gathered since the last flush.

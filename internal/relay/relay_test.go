@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,4 +261,55 @@ func deltas(tb testing.TB) int {
 		return 50
 	}
 	return 2
+}
+
+// countingKeys counts KeyByHash calls.
+type countingKeys struct {
+	store.Keys
+	lookups atomic.Int32
+}
+
+func (c *countingKeys) KeyByHash(ctx context.Context, hash string) (store.Key, error) {
+	c.lookups.Add(1)
+	return c.Keys.KeyByHash(ctx, hash)
+}
+
+// TestKeyCacheFindsNewKeys: a key created after the last reload (in the
+// console, with the CLI, on another instance) works at once; made-up keys
+// cost at most missLookupsPerSecond store lookups a second.
+func TestKeyCacheFindsNewKeys(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	keys := &countingKeys{Keys: f.store}
+	now := time.Unix(1_800_000_000, 0)
+	cache := NewKeyCache(keys, func() time.Time { return now })
+	if err := cache.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := "cr_" + strings.Repeat("ab", 32)
+	if err := f.store.CreateKey(ctx, store.Key{ID: "k-new", Name: "new", Hash: secret.Hash(token), Hint: "abab", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := cache.Authenticate(token); err != nil || k.ID != "k-new" {
+		t.Fatalf("new key before a reload: %v, %v", k.ID, err)
+	}
+	before := keys.lookups.Load()
+	if _, err := cache.Authenticate(token); err != nil || keys.lookups.Load() != before {
+		t.Errorf("a found key is not kept: %v, %d more lookups", err, keys.lookups.Load()-before)
+	}
+	before = keys.lookups.Load()
+	for i := range 100 {
+		if _, err := cache.Authenticate(fmt.Sprintf("cr_%064x", i)); err != ErrKeyUnknown {
+			t.Fatalf("made-up key: %v", err)
+		}
+	}
+	if n := keys.lookups.Load() - before; n > missLookupsPerSecond {
+		t.Errorf("100 made-up keys in one second made %d store lookups, want at most %d", n, missLookupsPerSecond)
+	}
+	now = now.Add(time.Second)
+	before = keys.lookups.Load()
+	cache.Authenticate(fmt.Sprintf("cr_%064x", 999))
+	if keys.lookups.Load() != before+1 {
+		t.Error("the next second's lookups are not allowed again")
+	}
 }
