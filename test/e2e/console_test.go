@@ -19,11 +19,21 @@ import (
 // create a key and read it once, use it through the relay, and find those
 // requests on the dashboard, in the usage records and on the key holder's
 // page; a POST without the CSRF token is refused; signing out works.
+// It runs on the embedded store and on the shared one (Redis).
 func TestConsoleJourney(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		consoleJourney(t, func(env ...string) *crsProc { return startCRS(t, t.TempDir(), env...) })
+	})
+	t.Run("shared", func(t *testing.T) {
+		sh := newShared(t, false)
+		consoleJourney(t, sh.start)
+	})
+}
+
+func consoleJourney(t *testing.T, start func(env ...string) *crsProc) {
 	o := fakeupstream.StartOAuth(t)
 	api := fakeupstream.StartAnthropic(t, fakeupstream.Options{OAuth: o, APIKeys: []string{"sk-ant-console"}, Deltas: 2})
-	dir := t.TempDir()
-	srv := startCRS(t, dir,
+	srv := start(
 		"ADMIN_USERNAME=admin", "ADMIN_PASSWORD=console-password-123",
 		"CLAUDE_API_URL="+api.URL(),
 		"CLAUDE_OAUTH_AUTHORIZE_URL="+o.AuthorizeURL(),
