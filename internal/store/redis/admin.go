@@ -75,16 +75,27 @@ func (s *Store) sessionKey(tokenHash string) string { return s.key("session:" + 
 // CreateSession stores sess until its ExpiresAt; store.ErrConflict if its
 // token hash exists.
 func (s *Store) CreateSession(ctx context.Context, sess store.AdminSession) error {
-	b, err := json.Marshal(storedSession{Username: sess.Username, Created: unixMs(sess.CreatedAt), Expires: unixMs(sess.ExpiresAt)})
-	if err != nil {
+	v := storedSession{Username: sess.Username, Created: unixMs(sess.CreatedAt), Expires: unixMs(sess.ExpiresAt)}
+	if err := s.createUntil(ctx, s.sessionKey(sess.TokenHash), v, sess.ExpiresAt); err != nil {
 		return fmt.Errorf("redis: create session: %w", err)
 	}
-	set, err := setUntil(ctx, s.rdb, s.sessionKey(sess.TokenHash), b, sess.ExpiresAt)
+	return nil
+}
+
+// createUntil stores v as JSON under key until expires; store.ErrConflict
+// when key exists. Admin sessions and pending onboardings are both such
+// one-key items.
+func (s *Store) createUntil(ctx context.Context, key string, v any, expires time.Time) error {
+	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("redis: create session: %w", err)
+		return err
+	}
+	set, err := setUntil(ctx, s.rdb, key, b, expires)
+	if err != nil {
+		return err
 	}
 	if !set {
-		return fmt.Errorf("redis: create session: %w", store.ErrConflict)
+		return store.ErrConflict
 	}
 	return nil
 }

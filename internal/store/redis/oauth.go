@@ -30,17 +30,10 @@ func (s *Store) oauthKey(id string) string { return s.key("oauth:" + id) }
 // CreateOAuthPending stores p until its ExpiresAt; store.ErrConflict if
 // its ID exists.
 func (s *Store) CreateOAuthPending(ctx context.Context, p store.OAuthPending) error {
-	b, err := json.Marshal(storedPending{Platform: p.Platform, Kind: p.Kind, Sealed: p.Sealed,
-		Created: unixMs(p.CreatedAt), Expires: unixMs(p.ExpiresAt)})
-	if err != nil {
+	v := storedPending{Platform: p.Platform, Kind: p.Kind, Sealed: p.Sealed,
+		Created: unixMs(p.CreatedAt), Expires: unixMs(p.ExpiresAt)}
+	if err := s.createUntil(ctx, s.oauthKey(p.ID), v, p.ExpiresAt); err != nil {
 		return fmt.Errorf("redis: create oauth pending: %w", err)
-	}
-	set, err := setUntil(ctx, s.rdb, s.oauthKey(p.ID), b, p.ExpiresAt)
-	if err != nil {
-		return fmt.Errorf("redis: create oauth pending: %w", err)
-	}
-	if !set {
-		return fmt.Errorf("redis: create oauth pending: %w", store.ErrConflict)
 	}
 	return nil
 }
