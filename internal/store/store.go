@@ -125,6 +125,20 @@ type Usage interface {
 	// PurgeUsage removed still count there; only in the partial hours at
 	// the span's ends are the stored records counted.
 	SummarizeUsage(ctx context.Context, f UsageFilter) (UsageSummary, error)
+	// ModelTotals is SummarizeUsage's Models alone, for the same filters
+	// and with the same errors: f's totals per model, ordered by model.
+	// Without a KeyID it reads rollups kept per account and model over all
+	// keys, so its cost follows the periods, accounts and models in the
+	// span, not keys × accounts × models as SummarizeUsage's does: pages
+	// that show what was spent, not who spent it, use it.
+	ModelTotals(ctx context.Context, f UsageFilter) ([]UsageRow, error)
+	// Trend returns f's totals per period of g: one row for each period
+	// with Period in [f.From, f.To) that holds records of f's KeyID,
+	// AccountID and Model, ordered by period, with those three fields as
+	// f gives them. Periods count whole (a period starting inside the span
+	// counts to its end); they are read from the rollups ModelTotals
+	// reads. A Status or Before is ErrFilterUnsupported.
+	Trend(ctx context.Context, g Granularity, f UsageFilter) ([]Rollup, error)
 	// Rollups returns rollup rows of granularity g with Period in [from, to).
 	Rollups(ctx context.Context, g Granularity, from, to time.Time) ([]Rollup, error)
 	// PurgeUsage removes the records created before before and returns how

@@ -300,6 +300,33 @@ END;
 CREATE INDEX usage_records_account ON usage_records (account_id, created_at);
 CREATE INDEX usage_rollups_key ON usage_rollups (key_id, granularity, period);
 `,
+	// 7: the same rollups without the key, kept alongside by InsertUsage.
+	// Totals and trends that do not name a key (the console's usage page,
+	// unfiltered or by account or model) read these: their rows follow
+	// accounts × models per period, where usage_rollups' follow keys ×
+	// accounts × models and made such a page slower as the log grew.
+	// Existing rollups are summed into them once.
+	`
+CREATE TABLE usage_account_rollups (
+	granularity    TEXT NOT NULL,
+	period         INTEGER NOT NULL,
+	account_id     TEXT NOT NULL,
+	model          TEXT NOT NULL,
+	requests       INTEGER NOT NULL,
+	input          INTEGER NOT NULL,
+	output         INTEGER NOT NULL,
+	cache_write_5m INTEGER NOT NULL,
+	cache_write_1h INTEGER NOT NULL,
+	cache_read     INTEGER NOT NULL,
+	cost_pico      INTEGER NOT NULL,
+	rated_pico     INTEGER NOT NULL,
+	PRIMARY KEY (granularity, period, account_id, model)
+) WITHOUT ROWID;
+INSERT INTO usage_account_rollups
+	SELECT granularity, period, account_id, model, SUM(requests), SUM(input), SUM(output),
+		SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico), SUM(rated_pico)
+	FROM usage_rollups GROUP BY granularity, period, account_id, model;
+`,
 }
 
 // schemaVersion is the version a fully migrated file has.

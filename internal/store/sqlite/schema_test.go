@@ -3,6 +3,7 @@ package sqlite
 import (
 	"database/sql"
 	"path/filepath"
+	"strconv"
 	"reflect"
 	"testing"
 	"time"
@@ -251,5 +252,81 @@ func TestMigrateFromVersion3(t *testing.T) {
 	must(t, s.DeleteAccount(ctx, "a"))
 	if g, err := s.GetGroup(ctx, "g"); err != nil || len(g.Members) != 0 {
 		t.Errorf("group after deleting its account on a migrated file: %+v, %v", g, err)
+	}
+}
+
+// TestMigrateFromVersion6 opens a file whose usage a version-6 binary
+// wrote (rollups with keys only) and checks that migration 7 sums them
+// into usage_account_rollups: the totals and trends read from those equal
+// the ones read with keys, also for records PurgeUsage removed before.
+func TestMigrateFromVersion6(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "crs.db")
+	s := openAt(t, path, Options{Location: time.UTC})
+	base := time.Date(2025, time.May, 1, 22, 10, 0, 0, time.UTC)
+	var recs []store.UsageRecord
+	for i := range 300 {
+		recs = append(recs, store.UsageRecord{RequestID: "r" + strconv.Itoa(i),
+			KeyID: store.KeyID("k" + strconv.Itoa(i%7)), AccountID: store.AccountID("a" + strconv.Itoa(i%3)),
+			Model: "m" + strconv.Itoa(i%2), Input: int64(i), CostPico: int64(i) * 1e9, RatedCostPico: int64(i),
+			Status: 200, CreatedAt: base.Add(time.Duration(i) * 7 * time.Minute)})
+	}
+	_, err := s.InsertUsage(ctx, recs)
+	must(t, err)
+	_, err = s.PurgeUsage(ctx, base.Add(5*time.Hour))
+	must(t, err)
+	// Back to what a version-6 binary leaves: no usage_account_rollups.
+	_, err = s.write.ExecContext(ctx, "DROP TABLE usage_account_rollups; PRAGMA user_version = 6")
+	must(t, err)
+	must(t, s.Close())
+
+	s = openAt(t, path, Options{Location: time.UTC})
+	var v int
+	must(t, s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v))
+	if v != len(migrations) {
+		t.Fatalf("user_version after migrating = %d, want %d", v, len(migrations))
+	}
+	var all store.Counters
+	for _, r := range recs {
+		all.Add(r)
+	}
+	for _, f := range []store.UsageFilter{{}, {AccountID: "a1"}, {Model: "m0"}, {AccountID: "a2", Model: "m1"}} {
+		sum, err := s.SummarizeUsage(ctx, f)
+		must(t, err)
+		models, err := s.ModelTotals(ctx, f)
+		must(t, err)
+		if !reflect.DeepEqual(models, sum.Models) || len(models) == 0 {
+			t.Errorf("ModelTotals(%+v) after migrating = %+v, want %+v", f, models, sum.Models)
+		}
+		for _, g := range []store.Granularity{store.Hourly, store.Daily} {
+			trend, err := s.Trend(ctx, g, f)
+			must(t, err)
+			var fromTrend, fromModels store.Counters
+			for _, r := range trend {
+				fromTrend.Merge(r.Counters)
+			}
+			for _, m := range models {
+				fromModels.Merge(m.Counters)
+			}
+			if fromTrend != fromModels {
+				t.Errorf("Trend(%s, %+v) after migrating totals %+v, want %+v", g, f, fromTrend, fromModels)
+			}
+			if f == (store.UsageFilter{}) && fromTrend != all {
+				t.Errorf("Trend(%s) of everything after migrating = %+v, want %+v", g, fromTrend, all)
+			}
+		}
+	}
+	// New records add onto the migrated rows.
+	_, err = s.InsertUsage(ctx, []store.UsageRecord{{RequestID: "new", KeyID: "k0", AccountID: "a0", Model: "m0",
+		Input: 1, CreatedAt: base}})
+	must(t, err)
+	trend, err := s.Trend(ctx, store.Daily, store.UsageFilter{})
+	must(t, err)
+	var n int64
+	for _, r := range trend {
+		n += r.Requests
+	}
+	if n != int64(len(recs))+1 {
+		t.Errorf("requests after one more record = %d, want %d", n, len(recs)+1)
 	}
 }

@@ -59,9 +59,8 @@ type Store struct {
 	counters *memcounters.Counters
 
 	// Hot-path statements, prepared once (usageStatements).
-	stmtMu       sync.Mutex
-	insertUsage  *sql.Stmt
-	upsertRollup *sql.Stmt
+	stmtMu sync.Mutex
+	stmts  *usageStmts
 }
 
 var _ store.Store = (*Store)(nil)
@@ -202,8 +201,8 @@ func (s *Store) ChangeVersion(ctx context.Context) (uint64, error) {
 func (s *Store) Close() error {
 	var errs []error
 	s.stmtMu.Lock()
-	for _, st := range []*sql.Stmt{s.insertUsage, s.upsertRollup} {
-		if st != nil {
+	if s.stmts != nil {
+		for _, st := range [...]*sql.Stmt{s.stmts.insert, s.stmts.rollup, s.stmts.accountRollup} {
 			errs = append(errs, st.Close())
 		}
 	}

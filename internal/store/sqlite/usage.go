@@ -33,56 +33,85 @@ const (
 			cache_read = cache_read + excluded.cache_read,
 			cost_pico = cost_pico + excluded.cost_pico,
 			rated_pico = rated_pico + excluded.rated_pico`
+	upsertAccountRollupSQL = `INSERT INTO usage_account_rollups (granularity, period,
+			account_id, model, requests, input, output,
+			cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (granularity, period, account_id, model) DO UPDATE SET
+			requests = requests + excluded.requests,
+			input = input + excluded.input,
+			output = output + excluded.output,
+			cache_write_5m = cache_write_5m + excluded.cache_write_5m,
+			cache_write_1h = cache_write_1h + excluded.cache_write_1h,
+			cache_read = cache_read + excluded.cache_read,
+			cost_pico = cost_pico + excluded.cost_pico,
+			rated_pico = rated_pico + excluded.rated_pico`
 )
 
-// rollupKey identifies one rollup row.
+// rollupKey identifies one rollup row: of usage_rollups, or of
+// usage_account_rollups when byAccount (no key, no label).
 type rollupKey struct {
-	g       store.Granularity
-	period  int64
-	label   string
-	key     store.KeyID
-	account store.AccountID
-	model   string
+	byAccount bool
+	g         store.Granularity
+	period    int64
+	label     string
+	key       store.KeyID
+	account   store.AccountID
+	model     string
+}
+
+// usageStmts are the hot-path statements.
+type usageStmts struct {
+	insert, rollup, accountRollup *sql.Stmt
 }
 
 // usageStatements returns the hot-path statements, preparing them on first
 // use. They belong to the single writer connection's pool, so tx.Stmt
 // rebinds them to each transaction without re-parsing the SQL.
-func (s *Store) usageStatements(ctx context.Context) (ins, roll *sql.Stmt, err error) {
+func (s *Store) usageStatements(ctx context.Context) (*usageStmts, error) {
 	s.stmtMu.Lock()
 	defer s.stmtMu.Unlock()
-	if s.insertUsage == nil {
-		if s.insertUsage, err = s.write.PrepareContext(ctx, insertUsageSQL); err != nil {
-			return nil, nil, err
+	if s.stmts != nil {
+		return s.stmts, nil
+	}
+	var st usageStmts
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{{&st.insert, insertUsageSQL}, {&st.rollup, upsertRollupSQL}, {&st.accountRollup, upsertAccountRollupSQL}} {
+		var err error
+		if *p.stmt, err = s.write.PrepareContext(ctx, p.sql); err != nil {
+			for _, done := range [...]*sql.Stmt{st.insert, st.rollup, st.accountRollup} {
+				if done != nil {
+					done.Close()
+				}
+			}
+			return nil, err
 		}
 	}
-	if s.upsertRollup == nil {
-		if s.upsertRollup, err = s.write.PrepareContext(ctx, upsertRollupSQL); err != nil {
-			return nil, nil, err
-		}
-	}
-	return s.insertUsage, s.upsertRollup, nil
+	s.stmts = &st
+	return s.stmts, nil
 }
 
 // InsertUsage stores recs in one transaction, skipping any whose
 // (RequestID, Attempt) is already stored, and adds the new ones to their
-// hourly and daily rollups in the same transaction, so rollups always equal
-// the records they summarise. New records of one batch that share a rollup
-// row are summed first and written with one upsert: under load a batch is
-// mostly one key, account and model. It returns how many were new.
+// hourly and daily rollups, with and without their key, in the same
+// transaction, so rollups always equal the records they summarise. New
+// records of one batch that share a rollup row are summed first and
+// written with one upsert: under load a batch is mostly one key, account
+// and model. It returns how many were new.
 func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	insStmt, rollStmt, err := s.usageStatements(ctx)
+	stmts, err := s.usageStatements(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: insert usage: %w", err)
 	}
 	inserted := 0
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
-		ins := tx.StmtContext(ctx, insStmt)
-		roll := tx.StmtContext(ctx, rollStmt)
-		sums := make(map[rollupKey]*store.Counters, 4)
+		ins := tx.StmtContext(ctx, stmts.insert)
+		sums := make(map[rollupKey]*store.Counters, 8)
 		var order []rollupKey
 		for _, r := range recs {
 			res, err := ins.ExecContext(ctx, r.RequestID, r.Attempt, string(r.KeyID), string(r.AccountID), r.Model,
@@ -103,8 +132,10 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 			hour, hourLabel := hourBucket(r.CreatedAt)
 			day, dayLabel := dayBucket(r.CreatedAt, s.loc)
 			for _, k := range [...]rollupKey{
-				{store.Hourly, ms(hour), hourLabel, r.KeyID, r.AccountID, r.Model},
-				{store.Daily, ms(day), dayLabel, r.KeyID, r.AccountID, r.Model},
+				{false, store.Hourly, ms(hour), hourLabel, r.KeyID, r.AccountID, r.Model},
+				{false, store.Daily, ms(day), dayLabel, r.KeyID, r.AccountID, r.Model},
+				{true, store.Hourly, ms(hour), "", "", r.AccountID, r.Model},
+				{true, store.Daily, ms(day), "", "", r.AccountID, r.Model},
 			} {
 				c, ok := sums[k]
 				if !ok {
@@ -115,12 +146,22 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 				c.Add(r)
 			}
 		}
+		roll := tx.StmtContext(ctx, stmts.rollup)
+		accountRoll := tx.StmtContext(ctx, stmts.accountRollup)
 		for _, k := range order {
 			c := sums[k]
-			if _, err := roll.ExecContext(ctx, string(k.g), k.period, k.label,
-				string(k.key), string(k.account), k.model, c.Requests,
-				c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico,
-				c.RatedPico); err != nil {
+			var err error
+			if k.byAccount {
+				_, err = accountRoll.ExecContext(ctx, string(k.g), k.period, string(k.account), k.model,
+					c.Requests, c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico,
+					c.RatedPico)
+			} else {
+				_, err = roll.ExecContext(ctx, string(k.g), k.period, k.label,
+					string(k.key), string(k.account), k.model, c.Requests,
+					c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico,
+					c.RatedPico)
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -21,8 +21,67 @@ import (
 // whole after PurgeUsage removed old records, whose rollups it keeps.
 func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
 	var sum store.UsageSummary
+	totals, err := s.totals(ctx, f, false)
+	if err != nil {
+		return sum, fmt.Errorf("sqlite: summarize usage: %w", err)
+	}
+	byKey := map[store.KeyID]*store.Counters{}
+	byAcct := map[store.AccountID]*store.Counters{}
+	for d, c := range totals {
+		mergeInto(byKey, d.key, c)
+		mergeInto(byAcct, d.account, c)
+	}
+	for k, c := range byKey {
+		sum.Keys = append(sum.Keys, store.UsageRow{KeyID: k, Counters: *c})
+	}
+	for a, c := range byAcct {
+		sum.Accounts = append(sum.Accounts, store.UsageRow{AccountID: a, Counters: *c})
+	}
+	slices.SortFunc(sum.Keys, func(a, b store.UsageRow) int { return cmp.Compare(a.KeyID, b.KeyID) })
+	slices.SortFunc(sum.Accounts, func(a, b store.UsageRow) int { return cmp.Compare(a.AccountID, b.AccountID) })
+	sum.Models = byModel(totals)
+	return sum, nil
+}
+
+// ModelTotals totals records per model, ordered by model, as
+// SummarizeUsage does; without a KeyID from usage_account_rollups, whose
+// rows do not multiply by the keys.
+func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.UsageRow, error) {
+	totals, err := s.totals(ctx, f, f.KeyID == "")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: model totals: %w", err)
+	}
+	return byModel(totals), nil
+}
+
+// byModel sums totals per model, ordered by model.
+func byModel(totals map[usageDims]store.Counters) []store.UsageRow {
+	m := map[string]*store.Counters{}
+	for d, c := range totals {
+		mergeInto(m, d.model, c)
+	}
+	rows := make([]store.UsageRow, 0, len(m))
+	for model, c := range m {
+		rows = append(rows, store.UsageRow{Model: model, Counters: *c})
+	}
+	slices.SortFunc(rows, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
+	return rows
+}
+
+// usageDims names a total: key, account and model.
+type usageDims struct {
+	key     store.KeyID
+	account store.AccountID
+	model   string
+}
+
+// totals sums the records of f per (key, account, model) in one read
+// transaction, planned by summaryPlan. byAccount reads
+// usage_account_rollups and leaves every key empty; f must then name no
+// key.
+func (s *Store) totals(ctx context.Context, f store.UsageFilter, byAccount bool) (map[usageDims]store.Counters, error) {
 	if f.Status != 0 || f.Before != nil {
-		return sum, fmt.Errorf("sqlite: summarize usage: status or cursor: %w", store.ErrFilterUnsupported)
+		return nil, fmt.Errorf("status or cursor: %w", store.ErrFilterUnsupported)
 	}
 	whole := span{math.MinInt64, math.MaxInt64}
 	if !f.From.IsZero() {
@@ -31,26 +90,27 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 	if !f.To.IsZero() {
 		whole.hi = ms(f.To)
 	}
+	totals := map[usageDims]store.Counters{}
 	if whole.lo >= whole.hi {
-		return sum, nil
+		return totals, nil
 	}
 
-	// One SELECT per part, all grouped by (key, account, model) in SQL and
-	// three ways in Go.
-	var dims []string
-	var dimArgs []any
-	for _, d := range []struct{ col, val string }{
-		{"key_id", string(f.KeyID)}, {"account_id", string(f.AccountID)}, {"model", f.Model},
-	} {
-		if d.val != "" {
-			dims = append(dims, d.col+" = ?")
-			dimArgs = append(dimArgs, d.val)
-		}
-	}
-	const rollupCols = `key_id, account_id, model, requests, input, output,
-		cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico`
-	const recordCols = `key_id, account_id, model, 1 AS requests, input, output,
+	// One SELECT per part, grouped by (key, account, model) in SQL.
+	dims, dimArgs := dimsWhere(f)
+	const counterCols = `requests, input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico`
+	const recordCols = `1 AS requests, input, output,
 		cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_cost_pico AS rated_pico`
+	rollups := `SELECT key_id, account_id, model, ` + counterCols + ` FROM usage_rollups`
+	records := `SELECT key_id, account_id, model, ` + recordCols + ` FROM usage_records`
+	switch {
+	case byAccount:
+		rollups = `SELECT '' AS key_id, account_id, model, ` + counterCols + ` FROM usage_account_rollups`
+		records = `SELECT '' AS key_id, account_id, model, ` + recordCols + ` FROM usage_records`
+	case f.KeyID != "":
+		// Without statistics SQLite prefers the primary key's period
+		// range, which holds every key's rows; a key's own are fewer.
+		rollups += ` INDEXED BY usage_rollups_key`
+	}
 	var parts []string
 	var args []any
 	add := func(sel string, conds []string, a ...any) {
@@ -58,31 +118,18 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 		args = append(append(args, a...), dimArgs...)
 	}
 	days, hours, partial := s.summaryPlan(whole)
-	// Without statistics SQLite prefers the primary key's period range,
-	// which holds every key's rows; a key's own are fewer.
-	rollups := `SELECT ` + rollupCols + ` FROM usage_rollups`
-	if f.KeyID != "" {
-		rollups += ` INDEXED BY usage_rollups_key`
-	}
 	for _, g := range []struct {
 		name  store.Granularity
 		spans []span
 	}{{store.Daily, days}, {store.Hourly, hours}} {
 		for _, sp := range g.spans {
-			add(rollups,
-				[]string{"granularity = ?", "period >= ?", "period < ?"}, string(g.name), sp.lo, sp.hi)
+			add(rollups, []string{"granularity = ?", "period >= ?", "period < ?"}, string(g.name), sp.lo, sp.hi)
 		}
 	}
 	for _, sp := range partial {
-		add(`SELECT `+recordCols+` FROM usage_records`, []string{"created_at >= ?", "created_at < ?"}, sp.lo, sp.hi)
+		add(records, []string{"created_at >= ?", "created_at < ?"}, sp.lo, sp.hi)
 	}
 
-	type dimsKey struct {
-		key     store.KeyID
-		account store.AccountID
-		model   string
-	}
-	totals := map[dimsKey]store.Counters{}
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT key_id, account_id, model, SUM(requests), SUM(input),
 			SUM(output), SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico),
@@ -95,7 +142,7 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				d                dimsKey
+				d                usageDims
 				keyID, accountID string
 				c                store.Counters
 			)
@@ -108,31 +155,72 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return sum, fmt.Errorf("sqlite: summarize usage: %w", err)
-	}
+	return totals, err
+}
 
-	byKey := map[store.KeyID]*store.Counters{}
-	byAcct := map[store.AccountID]*store.Counters{}
-	byModel := map[string]*store.Counters{}
-	for d, c := range totals {
-		mergeInto(byKey, d.key, c)
-		mergeInto(byAcct, d.account, c)
-		mergeInto(byModel, d.model, c)
+// dimsWhere is the conditions on key, account and model that f sets.
+func dimsWhere(f store.UsageFilter) ([]string, []any) {
+	var conds []string
+	var args []any
+	for _, d := range []struct{ col, val string }{
+		{"key_id", string(f.KeyID)}, {"account_id", string(f.AccountID)}, {"model", f.Model},
+	} {
+		if d.val != "" {
+			conds = append(conds, d.col+" = ?")
+			args = append(args, d.val)
+		}
 	}
-	for k, c := range byKey {
-		sum.Keys = append(sum.Keys, store.UsageRow{KeyID: k, Counters: *c})
+	return conds, args
+}
+
+// Trend sums f's rollups per period: a key's from usage_rollups through
+// its index, otherwise usage_account_rollups.
+func (s *Store) Trend(ctx context.Context, g store.Granularity, f store.UsageFilter) ([]store.Rollup, error) {
+	if g != store.Hourly && g != store.Daily {
+		return nil, fmt.Errorf("sqlite: trend: unknown granularity %q", g)
 	}
-	for a, c := range byAcct {
-		sum.Accounts = append(sum.Accounts, store.UsageRow{AccountID: a, Counters: *c})
+	if f.Status != 0 || f.Before != nil {
+		return nil, fmt.Errorf("sqlite: trend: status or cursor: %w", store.ErrFilterUnsupported)
 	}
-	for m, c := range byModel {
-		sum.Models = append(sum.Models, store.UsageRow{Model: m, Counters: *c})
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !f.From.IsZero() {
+		from = ms(f.From)
 	}
-	slices.SortFunc(sum.Keys, func(a, b store.UsageRow) int { return cmp.Compare(a.KeyID, b.KeyID) })
-	slices.SortFunc(sum.Accounts, func(a, b store.UsageRow) int { return cmp.Compare(a.AccountID, b.AccountID) })
-	slices.SortFunc(sum.Models, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
-	return sum, nil
+	if !f.To.IsZero() {
+		to = ms(f.To)
+	}
+	table := `usage_account_rollups`
+	if f.KeyID != "" {
+		table = `usage_rollups INDEXED BY usage_rollups_key`
+	}
+	dims, dimArgs := dimsWhere(f)
+	rows, err := s.read.QueryContext(ctx, `SELECT period, SUM(requests), SUM(input), SUM(output),
+			SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico), SUM(rated_pico)
+		FROM `+table+where(append([]string{"granularity = ?", "period >= ?", "period < ?"}, dims...))+`
+		GROUP BY period ORDER BY period`, append([]any{string(g), from, to}, dimArgs...)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: trend: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Rollup
+	for rows.Next() {
+		r := store.Rollup{KeyID: f.KeyID, AccountID: f.AccountID, Model: f.Model}
+		var period int64
+		c := &r.Counters
+		if err := rows.Scan(&period, &c.Requests, &c.Input, &c.Output, &c.CacheWrite5m, &c.CacheWrite1h,
+			&c.CacheRead, &c.CostPico, &c.RatedPico); err != nil {
+			return nil, fmt.Errorf("sqlite: trend: %w", err)
+		}
+		r.Period = fromMs(period)
+		if g == store.Daily {
+			r.Period = r.Period.In(s.loc)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: trend: %w", err)
+	}
+	return out, nil
 }
 
 func mergeInto[K comparable](m map[K]*store.Counters, k K, c store.Counters) {

@@ -89,6 +89,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UsagePages", testUsagePages},
 		{"UsageCursorAnywhere", testUsageCursorAnywhere},
 		{"SummarizeUsageFilters", testSummarizeUsageFilters},
+		{"ModelTotals", testModelTotals},
+		{"Trend", testTrend},
 		{"PurgeUsage", testPurgeUsage},
 		{"Sticky", testSticky},
 		{"StickyTTL", testStickyTTL},

@@ -308,12 +308,22 @@ func dayOf(t time.Time) time.Time {
 }
 
 // checkRollups compares both granularities with totals computed from recs,
-// and each granularity's grand total with the records' total.
+// and each granularity's grand total with the records' total; and so the
+// Trend and ModelTotals of all records.
 func checkRollups(t *testing.T, s store.Store, recs []store.UsageRecord) {
 	t.Helper()
 	var total store.Counters
 	for _, r := range recs {
 		total.Add(r)
+	}
+	models, err := s.ModelTotals(t.Context(), store.UsageFilter{})
+	must(t, err)
+	got := map[string]store.Counters{}
+	for _, m := range models {
+		got[m.Model] = m.Counters
+	}
+	if want := modelTotals(recs, store.UsageFilter{}); !reflect.DeepEqual(got, want) {
+		t.Errorf("ModelTotals of all records:\n got %+v\nwant %+v", got, want)
 	}
 	for _, g := range []struct {
 		g      store.Granularity
@@ -341,6 +351,8 @@ func checkRollups(t *testing.T, s store.Store, recs []store.UsageRecord) {
 		if sum != total {
 			t.Errorf("%s rollups total %+v, records total %+v", g.g, sum, total)
 		}
+		// The rollups without keys count the same records.
+		checkTrend(t, s, g.g, store.UsageFilter{}, trendTotals(recs, store.UsageFilter{}, g.bucket))
 		if !reflect.DeepEqual(got, want) {
 			for id, w := range want {
 				if got[id] != w {

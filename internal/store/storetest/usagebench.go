@@ -20,13 +20,14 @@ import (
 // times, not a loop. Each backend's package runs it against a store of
 // its own (see RunUsagePageBench).
 
-// benchEnd is the newest record time of the benchmark's records.
-var benchEnd = time.Date(2025, time.March, 10, 12, 0, 0, 0, time.UTC)
+// UsageBenchEnd is the newest record time of the benchmark's records: a
+// page timed "now" shows them in its trend when its clock says this.
+var UsageBenchEnd = time.Date(2025, time.March, 10, 12, 0, 0, 0, time.UTC)
 
 // UsageBenchRecords returns records from to to (exclusive) of a set of
 // total: 50 keys, each mostly on one of 10 accounts (sticky sessions), 4
 // models, 1 in 50 a failure status, spread over the 7 days before
-// benchEnd in time order, as a relay writes them.
+// UsageBenchEnd in time order, as a relay writes them.
 func UsageBenchRecords(rng *rand.Rand, from, to, total int) []store.UsageRecord {
 	const week = int64(7 * 24 * time.Hour)
 	recs := make([]store.UsageRecord, 0, to-from)
@@ -48,7 +49,7 @@ func UsageBenchRecords(rng *rand.Rand, from, to, total int) []store.UsageRecord 
 			Input:     rng.Int64N(100_000), Output: rng.Int64N(10_000), CacheRead: rng.Int64N(200_000),
 			CostPico: rng.Int64N(1e12), RatedCostPico: rng.Int64N(1e12),
 			Stream: true, Status: status, LatencyMs: rng.Int64N(60_000), FirstByteMs: rng.Int64N(2_000),
-			CreatedAt: benchEnd.Add(-time.Duration(week - week/int64(total)*int64(i))),
+			CreatedAt: UsageBenchEnd.Add(-time.Duration(week - week/int64(total)*int64(i))),
 		})
 	}
 	return recs
@@ -75,7 +76,7 @@ type usageBenchFilter struct {
 // last row is one call's worth of a sparse filter's scan: the longest a
 // page request keeps the store busy at once.
 func usageBenchFilters() []usageBenchFilter {
-	day := benchEnd.Add(-72 * time.Hour)
+	day := UsageBenchEnd.Add(-72 * time.Hour)
 	return []usageBenchFilter{
 		{"none", store.UsageFilter{}, 0},
 		{"key", store.UsageFilter{KeyID: "key_07"}, 0},
@@ -228,7 +229,7 @@ func RunUsagePageBench(t *testing.T, open func(t *testing.T) store.Store, batch 
 
 	// Retention of the older half, as USAGE_RETENTION_DAYS would remove it.
 	start := time.Now()
-	n, err := s.PurgeUsage(t.Context(), benchEnd.Add(-84*time.Hour))
+	n, err := s.PurgeUsage(t.Context(), UsageBenchEnd.Add(-84*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -362,13 +362,19 @@ func testPurgeUsage(t *testing.T, s store.Store) {
 		}
 		return out
 	}
-	summaries := func() []store.UsageSummary {
-		var out []store.UsageSummary
+	summaries := func() []string {
+		var out []string
 		for _, f := range []store.UsageFilter{{}, {KeyID: "key-1"}, {AccountID: "acct-2", Model: "model-1"},
 			{From: cut.AddDate(0, 0, -1), To: cut.AddDate(0, 0, 1)}} {
 			sum, err := s.SummarizeUsage(ctx, f)
 			must(t, err)
-			out = append(out, sum)
+			models, err := s.ModelTotals(ctx, f)
+			must(t, err)
+			days, err := s.Trend(ctx, store.Daily, f)
+			must(t, err)
+			hours, err := s.Trend(ctx, store.Hourly, f)
+			must(t, err)
+			out = append(out, fmt.Sprintf("summary %+v\nmodels %+v\ndays %+v\nhours %+v", sum, models, days, hours))
 		}
 		return out
 	}
@@ -411,8 +417,8 @@ func testPurgeUsage(t *testing.T, s store.Store) {
 		t.Error("PurgeUsage changed the rollups")
 	}
 	for i, sum := range summaries() {
-		if fmt.Sprint(sum) != fmt.Sprint(sumsBefore[i]) {
-			t.Errorf("summary %d after the purge = %+v, want %+v (whole days come from rollups)", i, sum, sumsBefore[i])
+		if sum != sumsBefore[i] {
+			t.Errorf("totals %d after the purge:\n%s\nwant\n%s\n(whole days and hours come from rollups)", i, sum, sumsBefore[i])
 		}
 	}
 	n, err = s.PurgeUsage(ctx, cut)
