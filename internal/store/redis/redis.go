@@ -24,7 +24,7 @@
 //
 //	{cfg}:version         the change version (INCR); see ChangeVersion
 //	{cfg}:seq             creation sequence shared by the *:order sets
-//	{cfg}:schema          the layout version
+//	{cfg}:schema          the layout version (migrate.go)
 //	{cfg}:key:fixed       ID → JSON hash, hint, created (set once)
 //	{cfg}:key:edit        ID → JSON of the fields UpdateKey replaces
 //	{cfg}:key:activated   ID → first activation (HSETNX)
@@ -81,8 +81,9 @@ import (
 // DefaultPrefix namespaces every key when Options.Prefix is empty.
 const DefaultPrefix = "crs:"
 
-// schemaVersion is the layout this binary writes. Open refuses a newer one.
-const schemaVersion = 1
+// schemaVersion is the layout this binary writes (see migrate.go). Open
+// refuses a newer one.
+const schemaVersion = 2
 
 // Options configure Open.
 type Options struct {
@@ -117,9 +118,9 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open checks the connection, writes or checks the layout version, loads
-// the scripts Redis lacks, and starts listening for change announcements
-// of other instances.
+// Open checks the connection, loads the scripts Redis lacks, writes or
+// checks the layout version and brings an older layout up to date, and
+// starts listening for change announcements of other instances.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Client == nil {
 		return nil, errors.New("redis: Options.Client is required")
@@ -141,37 +142,16 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("redis: ping: %w", err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	// The scripts first: the migration pipelines one of them.
+	if err := ensureScripts(ctx, s.rdb, storeScripts); err != nil {
 		return nil, err
 	}
-	if err := ensureScripts(ctx, s.rdb, storeScripts); err != nil {
+	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
 	s.counters = newCounters(s.rdb, s.prefix+"lim:")
 	s.listen()
 	return s, nil
-}
-
-// migrate records the layout version on a new deployment and refuses one
-// written by a newer binary. Version 1 is the first layout; later versions
-// add steps here, each idempotent.
-func (s *Store) migrate(ctx context.Context) error {
-	key := s.cfgKey("schema")
-	set, err := s.rdb.SetNX(ctx, key, schemaVersion, 0).Result()
-	if err != nil {
-		return fmt.Errorf("redis: schema version: %w", err)
-	}
-	if set {
-		return nil
-	}
-	v, err := s.rdb.Get(ctx, key).Int()
-	if err != nil {
-		return fmt.Errorf("redis: schema version: %w", err)
-	}
-	if v > schemaVersion {
-		return fmt.Errorf("redis: the data under prefix %q has layout version %d; this crs knows up to %d — upgrade crs", s.prefix, v, schemaVersion)
-	}
-	return nil
 }
 
 // cfgKey names a key under the {cfg} tag.

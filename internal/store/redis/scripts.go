@@ -189,6 +189,7 @@ var storeScripts = []*goredis.Script{
 	setFieldsScript, touchScript,
 	setSettingScript,
 	insertUsageScript, scanUsageScript, purgeUsageScript, readUsageScript,
+	raiseSchemaScript, rebuildAccountRollupScript,
 }
 
 // ensureScripts loads those of scripts that Redis does not hold: one

@@ -134,28 +134,35 @@ func (s *Store) readUsage(ctx context.Context, reads []usageRead) ([]rollupRow, 
 	return rows, recs, nil
 }
 
-// SummarizeUsage totals records per key, per account and per model, each
-// list ordered by its name, in one round trip that reads a consistent
-// snapshot. It reads as little as it can: the daily rollups of the whole
-// days (store zone) inside [From, To), the hourly rollups of the whole
-// UTC hours in the rest, and records only in the partial hours at the two
-// ends, from the index of the filter. With a KeyID it reads that key's
-// rollups, else those of all records, and leaves out other accounts and
-// models in Go when an AccountID or Model is given. A key's spend over a
-// day, a week or all time so costs a few dozen small hashes, not one read
-// per request. Rollups keep no status: a Status filter is refused.
-func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
-	var sum store.UsageSummary
+// usageDims names the totals spanTotals keeps apart.
+type usageDims struct {
+	key     store.KeyID
+	account store.AccountID
+	model   string
+}
+
+// spanTotals totals f's records per key, account and model in one round
+// trip that reads a consistent snapshot. It reads as little as it can:
+// the daily rollups of the whole days (store zone) inside [From, To), the
+// hourly rollups of the whole UTC hours in the rest, and records only in
+// the partial hours at the two ends, from the index of the filter. With a
+// KeyID it reads that key's rollups, else those of family fam (all
+// records', or the account family's, whose rows name no key: the records
+// at the edges then count under no key too), and leaves out other
+// accounts and models in Go when an AccountID or Model is given. Rollups
+// keep no status: a Status filter is refused.
+func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fam string) (map[usageDims]*store.Counters, error) {
 	if f.Status != 0 || f.Before != nil {
-		return sum, fmt.Errorf("redis: summarize usage: status or cursor: %w", store.ErrFilterUnsupported)
+		return nil, fmt.Errorf("status or cursor: %w", store.ErrFilterUnsupported)
 	}
+	totals := map[usageDims]*store.Counters{}
 	whole := filterSpan(f)
 	if whole.lo >= whole.hi {
-		return sum, nil
+		return totals, nil
 	}
-	fam := famAll()
+	keyless := fam == famAcct()
 	if f.KeyID != "" {
-		fam = famKey(f.KeyID)
+		fam, keyless = famKey(f.KeyID), false
 	}
 	days, hours, partial := s.summaryPlan(whole)
 	var reads []usageRead
@@ -170,43 +177,45 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 	}
 	rows, recs, err := s.readUsage(ctx, reads)
 	if err != nil {
-		return sum, fmt.Errorf("redis: summarize usage: %w", err)
+		return nil, err
 	}
-
-	type dims struct {
-		key     store.KeyID
-		account store.AccountID
-		model   string
-	}
-	totals := map[dims]*store.Counters{}
-	add := func(d dims, c store.Counters) {
+	add := func(d usageDims, c store.Counters) {
 		if (f.KeyID != "" && d.key != f.KeyID) || (f.AccountID != "" && d.account != f.AccountID) ||
 			(f.Model != "" && d.model != f.Model) {
 			return
 		}
-		t := totals[d]
-		if t == nil {
-			t = &store.Counters{}
-			totals[d] = t
+		if keyless {
+			d.key = ""
 		}
-		t.Merge(c)
+		merge(totals, d, c)
 	}
 	for _, r := range rows {
-		add(dims{r.key, r.account, r.model}, r.Counters)
+		add(usageDims{r.key, r.account, r.model}, r.Counters)
 	}
 	for _, r := range recs {
 		var c store.Counters
 		c.Add(r)
-		add(dims{r.KeyID, r.AccountID, r.Model}, c)
+		add(usageDims{r.KeyID, r.AccountID, r.Model}, c)
 	}
+	return totals, nil
+}
 
+// SummarizeUsage totals records per key, per account and per model, each
+// list ordered by its name, in one round trip (see spanTotals) from the
+// rollups of all records, or of f's key. A key's spend over a day, a week
+// or all time so costs a few dozen small hashes, not one read per
+// request.
+func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
+	var sum store.UsageSummary
+	totals, err := s.spanTotals(ctx, f, famAll())
+	if err != nil {
+		return sum, fmt.Errorf("redis: summarize usage: %w", err)
+	}
 	byKey := map[store.KeyID]*store.Counters{}
 	byAcct := map[store.AccountID]*store.Counters{}
-	byModel := map[string]*store.Counters{}
 	for d, c := range totals {
 		merge(byKey, d.key, *c)
 		merge(byAcct, d.account, *c)
-		merge(byModel, d.model, *c)
 	}
 	for k, c := range byKey {
 		sum.Keys = append(sum.Keys, store.UsageRow{KeyID: k, Counters: *c})
@@ -214,13 +223,35 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 	for a, c := range byAcct {
 		sum.Accounts = append(sum.Accounts, store.UsageRow{AccountID: a, Counters: *c})
 	}
-	for m, c := range byModel {
-		sum.Models = append(sum.Models, store.UsageRow{Model: m, Counters: *c})
-	}
 	slices.SortFunc(sum.Keys, func(a, b store.UsageRow) int { return cmp.Compare(a.KeyID, b.KeyID) })
 	slices.SortFunc(sum.Accounts, func(a, b store.UsageRow) int { return cmp.Compare(a.AccountID, b.AccountID) })
-	slices.SortFunc(sum.Models, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
+	sum.Models = perModel(totals)
 	return sum, nil
+}
+
+// ModelTotals is SummarizeUsage's Models alone. Without a KeyID it reads
+// the account family, whose size follows accounts × models, not the
+// rollups of all records, which also grow with the keys.
+func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.UsageRow, error) {
+	totals, err := s.spanTotals(ctx, f, famAcct())
+	if err != nil {
+		return nil, fmt.Errorf("redis: model totals: %w", err)
+	}
+	return perModel(totals), nil
+}
+
+// perModel sums totals per model, ordered by model.
+func perModel(totals map[usageDims]*store.Counters) []store.UsageRow {
+	byModel := map[string]*store.Counters{}
+	for d, c := range totals {
+		merge(byModel, d.model, *c)
+	}
+	var rows []store.UsageRow
+	for m, c := range byModel {
+		rows = append(rows, store.UsageRow{Model: m, Counters: *c})
+	}
+	slices.SortFunc(rows, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
+	return rows
 }
 
 func merge[K comparable](m map[K]*store.Counters, k K, c store.Counters) {
@@ -327,15 +358,61 @@ func (s *Store) Rollups(ctx context.Context, g store.Granularity, from, to time.
 	}
 	out := make([]store.Rollup, len(rows))
 	for i, r := range rows {
-		period := time.UnixMilli(r.period).UTC()
-		if g == store.Daily {
-			period = period.In(s.loc)
-		}
-		out[i] = store.Rollup{Period: period, KeyID: r.key, AccountID: r.account, Model: r.model, Counters: r.Counters}
+		out[i] = store.Rollup{Period: s.periodTime(g, r.period), KeyID: r.key, AccountID: r.account, Model: r.model, Counters: r.Counters}
 	}
 	slices.SortFunc(out, func(a, b store.Rollup) int {
 		return cmp.Or(a.Period.Compare(b.Period), cmp.Compare(a.KeyID, b.KeyID),
 			cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Model, b.Model))
 	})
 	return out, nil
+}
+
+// Trend returns f's totals per period of g, ordered by period, in one
+// round trip: the rollup rows of f's key, or of the account family, of
+// the periods in [From, To), summed in Go over the accounts and models f
+// leaves open. It reads no records, so a period counts whole. Hourly
+// periods are in UTC, daily ones in the store's zone.
+func (s *Store) Trend(ctx context.Context, g store.Granularity, f store.UsageFilter) ([]store.Rollup, error) {
+	if g != store.Hourly && g != store.Daily {
+		return nil, fmt.Errorf("redis: trend: unknown granularity %q", g)
+	}
+	if f.Status != 0 || f.Before != nil {
+		return nil, fmt.Errorf("redis: trend: status or cursor: %w", store.ErrFilterUnsupported)
+	}
+	sp := filterSpan(f)
+	if sp.lo >= sp.hi {
+		return nil, nil
+	}
+	fam := famAcct()
+	if f.KeyID != "" {
+		fam = famKey(f.KeyID)
+	}
+	rows, _, err := s.readUsage(ctx, []usageRead{s.rollupRead(g, fam, sp)})
+	if err != nil {
+		return nil, fmt.Errorf("redis: trend: %w", err)
+	}
+	byPeriod := map[int64]*store.Counters{}
+	for _, r := range rows {
+		if (f.AccountID != "" && r.account != f.AccountID) || (f.Model != "" && r.model != f.Model) {
+			continue
+		}
+		merge(byPeriod, r.period, r.Counters)
+	}
+	out := make([]store.Rollup, 0, len(byPeriod))
+	for p, c := range byPeriod {
+		out = append(out, store.Rollup{Period: s.periodTime(g, p), KeyID: f.KeyID, AccountID: f.AccountID,
+			Model: f.Model, Counters: *c})
+	}
+	slices.SortFunc(out, func(a, b store.Rollup) int { return a.Period.Compare(b.Period) })
+	return out, nil
+}
+
+// periodTime is the start of a period of g: in UTC for an hour, in the
+// store's zone for a day.
+func (s *Store) periodTime(g store.Granularity, ms int64) time.Time {
+	t := time.UnixMilli(ms).UTC()
+	if g == store.Daily {
+		t = t.In(s.loc)
+	}
+	return t
 }

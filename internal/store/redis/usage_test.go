@@ -254,6 +254,37 @@ func TestUsageExactBeyondFloat(t *testing.T) {
 			t.Errorf("summary %+v = %+v, want cost %d", f, sum.Keys, want)
 		}
 	}
+	// The account family sums the keys: another key's record takes the
+	// account's row past any one key's, in the insert script and in the
+	// migration's rebuild alike.
+	if _, err := s.InsertUsage(ctx, []store.UsageRecord{
+		{RequestID: "f", KeyID: "k2", AccountID: "x", Model: "m", CostPico: big + 3<<31, CreatedAt: usageBase},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want += big + 3<<31 // the two keys' low halves carry
+	checkFamily := func(s *Store) {
+		t.Helper()
+		models, err := s.ModelTotals(ctx, store.UsageFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(models) != 1 || models[0].CostPico != want || models[0].Requests != 6 {
+			t.Errorf("ModelTotals = %+v, want one model of 6 requests costing %d", models, want)
+		}
+		for _, g := range []store.Granularity{store.Hourly, store.Daily} {
+			rows, err := s.Trend(ctx, g, store.UsageFilter{AccountID: "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 1 || rows[0].CostPico != want {
+				t.Errorf("%s trend = %+v, want one period costing %d", g, rows, want)
+			}
+		}
+	}
+	checkFamily(s)
+	downgrade(t, s)
+	checkFamily(reopen(t, s))
 }
 
 // TestInsertUsageOverflowWritesNothing: a batch whose rollup total would
@@ -261,9 +292,10 @@ func TestUsageExactBeyondFloat(t *testing.T) {
 func TestInsertUsageOverflowWritesNothing(t *testing.T) {
 	s := openOn(t, redistest.Client(t))
 	ctx := t.Context()
-	rec := func(id string, cost int64) store.UsageRecord {
-		return store.UsageRecord{RequestID: id, KeyID: "k", AccountID: "x", Model: "m", CostPico: cost, CreatedAt: usageBase}
+	recOf := func(key store.KeyID, id string, cost int64) store.UsageRecord {
+		return store.UsageRecord{RequestID: id, KeyID: key, AccountID: "x", Model: "m", CostPico: cost, CreatedAt: usageBase}
 	}
+	rec := func(id string, cost int64) store.UsageRecord { return recOf("k", id, cost) }
 	if _, err := s.InsertUsage(ctx, []store.UsageRecord{rec("max", math.MaxInt64)}); err != nil {
 		t.Fatal(err)
 	}
@@ -287,6 +319,24 @@ func TestInsertUsageOverflowWritesNothing(t *testing.T) {
 	}
 	if len(rows) != 1 || rows[0].Requests != 2 || rows[0].CostPico != math.MaxInt64 {
 		t.Errorf("rollups = %+v, want 2 requests costing MaxInt64", rows)
+	}
+	// Another key's rows fit, but the account family's row, which sums
+	// the keys, would not: the batch fails whole as well.
+	if n, err := s.InsertUsage(ctx, []store.UsageRecord{recOf("k2", "ok2", 0), recOf("k2", "over2", 1)}); err == nil {
+		t.Fatalf("InsertUsage past MaxInt64 in the account family = %d, nil; want an error", n)
+	}
+	if recs, err := s.ListUsage(ctx, store.UsageFilter{}, 0); err != nil || len(recs) != 2 {
+		t.Errorf("after the failed batch ListUsage = %d records, %v; want 2", len(recs), err)
+	}
+	if rows, err := s.Rollups(ctx, store.Hourly, time.Time{}, time.Time{}); err != nil || len(rows) != 1 {
+		t.Errorf("after the failed batch rollups = %+v, %v; want one row", rows, err)
+	}
+	models, err := s.ModelTotals(ctx, store.UsageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(models) != 1 || models[0].Requests != 2 || models[0].CostPico != math.MaxInt64 {
+		t.Errorf("ModelTotals = %+v, want 2 requests costing MaxInt64", models)
 	}
 }
 
@@ -543,6 +593,20 @@ func BenchmarkUsageReads(b *testing.B) {
 			}
 		}
 	})
+	b.Run("models/all-week", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.ModelTotals(b.Context(), store.UsageFilter{From: now.Add(-7 * 24 * time.Hour), To: now}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("trend/all-week", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Trend(b.Context(), store.Daily, store.UsageFilter{From: now.Add(-7 * 24 * time.Hour), To: now}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // usageMemory sums MEMORY USAGE over the usage keys under prefix.
@@ -591,6 +655,8 @@ func TestUsageAndCounterRoundTrips(t *testing.T) {
 		}},
 		{"SummarizeUsage all", func() error { _, err := s.SummarizeUsage(ctx, week); return err }},
 		{"Rollups", func() error { _, err := s.Rollups(ctx, store.Daily, time.Time{}, time.Time{}); return err }},
+		{"ModelTotals", func() error { _, err := s.ModelTotals(ctx, week); return err }},
+		{"Trend", func() error { _, err := s.Trend(ctx, store.Hourly, week); return err }},
 		{"Add", func() error { _, err := c.Add(ctx, "n", 1, time.Now().Add(time.Hour)); return err }},
 		{"Get", func() error { _, _, err := c.Get(ctx, "n"); return err }},
 		{"Acquire", func() error { _, err := c.Acquire(ctx, "slot", "h", 1, time.Minute); return err }},
