@@ -300,12 +300,14 @@ END;
 CREATE INDEX usage_records_account ON usage_records (account_id, created_at);
 CREATE INDEX usage_rollups_key ON usage_rollups (key_id, granularity, period);
 `,
-	// 7: the same rollups without the key, kept alongside by InsertUsage.
-	// Totals and trends that do not name a key (the console's usage page,
-	// unfiltered or by account or model) read these: their rows follow
-	// accounts × models per period, where usage_rollups' follow keys ×
-	// accounts × models and made such a page slower as the log grew.
-	// Existing rollups are summed into them once.
+	// 7: the same rollups summed two coarser ways, kept alongside by
+	// InsertUsage: per account and model (no key), and per key (no
+	// account, no model). Totals and trends that can be answered from
+	// them (the console's usage page without a key, today's figures per
+	// account and per key, every key's spend) read these: their rows
+	// follow accounts × models or keys per period, where usage_rollups'
+	// follow keys × accounts × models, and made such pages slower as the
+	// log grew. Existing rollups are summed into them once.
 	`
 CREATE TABLE usage_account_rollups (
 	granularity    TEXT NOT NULL,
@@ -326,6 +328,24 @@ INSERT INTO usage_account_rollups
 	SELECT granularity, period, account_id, model, SUM(requests), SUM(input), SUM(output),
 		SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico), SUM(rated_pico)
 	FROM usage_rollups GROUP BY granularity, period, account_id, model;
+CREATE TABLE usage_key_rollups (
+	granularity    TEXT NOT NULL,
+	period         INTEGER NOT NULL,
+	key_id         TEXT NOT NULL,
+	requests       INTEGER NOT NULL,
+	input          INTEGER NOT NULL,
+	output         INTEGER NOT NULL,
+	cache_write_5m INTEGER NOT NULL,
+	cache_write_1h INTEGER NOT NULL,
+	cache_read     INTEGER NOT NULL,
+	cost_pico      INTEGER NOT NULL,
+	rated_pico     INTEGER NOT NULL,
+	PRIMARY KEY (granularity, period, key_id)
+) WITHOUT ROWID;
+INSERT INTO usage_key_rollups
+	SELECT granularity, period, key_id, SUM(requests), SUM(input), SUM(output),
+		SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico), SUM(rated_pico)
+	FROM usage_rollups GROUP BY granularity, period, key_id;
 `,
 }
 

@@ -3,8 +3,8 @@ package sqlite
 import (
 	"database/sql"
 	"path/filepath"
-	"strconv"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -275,8 +275,8 @@ func TestMigrateFromVersion6(t *testing.T) {
 	must(t, err)
 	_, err = s.PurgeUsage(ctx, base.Add(5*time.Hour))
 	must(t, err)
-	// Back to what a version-6 binary leaves: no usage_account_rollups.
-	_, err = s.write.ExecContext(ctx, "DROP TABLE usage_account_rollups; PRAGMA user_version = 6")
+	// Back to what a version-6 binary leaves: no coarser rollups.
+	_, err = s.write.ExecContext(ctx, "DROP TABLE usage_account_rollups; DROP TABLE usage_key_rollups; PRAGMA user_version = 6")
 	must(t, err)
 	must(t, s.Close())
 
@@ -315,6 +315,22 @@ func TestMigrateFromVersion6(t *testing.T) {
 				t.Errorf("Trend(%s) of everything after migrating = %+v, want %+v", g, fromTrend, all)
 			}
 		}
+	}
+	// Every key's spend comes from usage_key_rollups.
+	perKey := map[store.KeyID]store.Counters{}
+	for _, r := range recs {
+		c := perKey[r.KeyID]
+		c.Add(r)
+		perKey[r.KeyID] = c
+	}
+	sum, err := s.SummarizeUsage(ctx, store.UsageFilter{})
+	must(t, err)
+	got := map[store.KeyID]store.Counters{}
+	for _, k := range sum.Keys {
+		got[k.KeyID] = k.Counters
+	}
+	if !reflect.DeepEqual(got, perKey) {
+		t.Errorf("spend per key after migrating:\n got %+v\nwant %+v", got, perKey)
 	}
 	// New records add onto the migrated rows.
 	_, err = s.InsertUsage(ctx, []store.UsageRecord{{RequestID: "new", KeyID: "k0", AccountID: "a0", Model: "m0",

@@ -202,7 +202,7 @@ func (s *Store) Close() error {
 	var errs []error
 	s.stmtMu.Lock()
 	if s.stmts != nil {
-		for _, st := range [...]*sql.Stmt{s.stmts.insert, s.stmts.rollup, s.stmts.accountRollup} {
+		for _, st := range s.stmts.all() {
 			errs = append(errs, st.Close())
 		}
 	}

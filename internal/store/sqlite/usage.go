@@ -14,56 +14,94 @@ const usageColumns = `request_id, attempt, key_id, account_id, model,
 	input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_cost_pico,
 	stream, status, latency_ms, first_byte_ms, client_aborted, created_at`
 
-// Statements of the usage hot path, prepared once on the writer connection
-// (see usageStatements) instead of per batch.
+// insertUsageSQL is the hot path's record insert, prepared once on the
+// writer connection (see usageStatements) like the rollup upserts.
+const insertUsageSQL = `INSERT INTO usage_records (` + usageColumns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (request_id, attempt) DO NOTHING`
+
+// level is one of the three rollup tables, each summing the records of a
+// period a different way.
+type level int
+
 const (
-	insertUsageSQL = `INSERT INTO usage_records (` + usageColumns + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (request_id, attempt) DO NOTHING`
-	upsertRollupSQL = `INSERT INTO usage_rollups (granularity, period, label,
-			key_id, account_id, model, requests, input, output,
-			cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (granularity, period, key_id, account_id, model) DO UPDATE SET
-			requests = requests + excluded.requests,
-			input = input + excluded.input,
-			output = output + excluded.output,
-			cache_write_5m = cache_write_5m + excluded.cache_write_5m,
-			cache_write_1h = cache_write_1h + excluded.cache_write_1h,
-			cache_read = cache_read + excluded.cache_read,
-			cost_pico = cost_pico + excluded.cost_pico,
-			rated_pico = rated_pico + excluded.rated_pico`
-	upsertAccountRollupSQL = `INSERT INTO usage_account_rollups (granularity, period,
-			account_id, model, requests, input, output,
-			cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (granularity, period, account_id, model) DO UPDATE SET
-			requests = requests + excluded.requests,
-			input = input + excluded.input,
-			output = output + excluded.output,
-			cache_write_5m = cache_write_5m + excluded.cache_write_5m,
-			cache_write_1h = cache_write_1h + excluded.cache_write_1h,
-			cache_read = cache_read + excluded.cache_read,
-			cost_pico = cost_pico + excluded.cost_pico,
-			rated_pico = rated_pico + excluded.rated_pico`
+	// byAll: usage_rollups, per key, account and model (and a label for
+	// people reading the file with the sqlite3 shell).
+	byAll level = iota
+	// byAccount: usage_account_rollups, per account and model.
+	byAccount
+	// byKey: usage_key_rollups, per key.
+	byKey
+	levels
 )
 
-// rollupKey identifies one rollup row: of usage_rollups, or of
-// usage_account_rollups when byAccount (no key, no label).
+// rollupTables describe the levels: the table and the columns that name a
+// row besides granularity and period.
+var rollupTables = [levels]struct {
+	name string
+	dims []string
+}{
+	byAll:     {"usage_rollups", []string{"key_id", "account_id", "model"}},
+	byAccount: {"usage_account_rollups", []string{"account_id", "model"}},
+	byKey:     {"usage_key_rollups", []string{"key_id"}},
+}
+
+// counterCols are the totals every rollup table keeps, in Counters order.
+var counterCols = []string{"requests", "input", "output", "cache_write_5m", "cache_write_1h",
+	"cache_read", "cost_pico", "rated_pico"}
+
+// upsertSQL adds a row's totals onto the stored row of level l.
+func upsertSQL(l level) string {
+	t := rollupTables[l]
+	names := []string{"granularity", "period"}
+	if l == byAll {
+		names = append(names, "label")
+	}
+	names = append(append(names, t.dims...), counterCols...)
+	sets := make([]string, len(counterCols))
+	for i, c := range counterCols {
+		sets[i] = c + " = " + c + " + excluded." + c
+	}
+	return `INSERT INTO ` + t.name + ` (` + strings.Join(names, ", ") + `)
+		VALUES (?` + strings.Repeat(", ?", len(names)-1) + `)
+		ON CONFLICT (granularity, period, ` + strings.Join(t.dims, ", ") + `) DO UPDATE SET
+		` + strings.Join(sets, ", ")
+}
+
+// rollupKey identifies one rollup row of its level; the fields the level
+// does not keep are empty.
 type rollupKey struct {
-	byAccount bool
-	g         store.Granularity
-	period    int64
-	label     string
-	key       store.KeyID
-	account   store.AccountID
-	model     string
+	level   level
+	g       store.Granularity
+	period  int64
+	label   string
+	key     store.KeyID
+	account store.AccountID
+	model   string
+}
+
+// args are the upsert's arguments for the row k with totals c.
+func (k rollupKey) args(c *store.Counters) []any {
+	a := []any{string(k.g), k.period}
+	switch k.level {
+	case byAll:
+		a = append(a, k.label, string(k.key), string(k.account), k.model)
+	case byAccount:
+		a = append(a, string(k.account), k.model)
+	case byKey:
+		a = append(a, string(k.key))
+	}
+	return append(a, c.Requests, c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead,
+		c.CostPico, c.RatedPico)
 }
 
 // usageStmts are the hot-path statements.
 type usageStmts struct {
-	insert, rollup, accountRollup *sql.Stmt
+	insert *sql.Stmt
+	upsert [levels]*sql.Stmt
 }
+
+func (st *usageStmts) all() []*sql.Stmt { return append([]*sql.Stmt{st.insert}, st.upsert[:]...) }
 
 // usageStatements returns the hot-path statements, preparing them on first
 // use. They belong to the single writer connection's pool, so tx.Stmt
@@ -74,32 +112,37 @@ func (s *Store) usageStatements(ctx context.Context) (*usageStmts, error) {
 	if s.stmts != nil {
 		return s.stmts, nil
 	}
-	var st usageStmts
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{{&st.insert, insertUsageSQL}, {&st.rollup, upsertRollupSQL}, {&st.accountRollup, upsertAccountRollupSQL}} {
+	st := &usageStmts{}
+	prepare := func(dst **sql.Stmt, q string) error {
 		var err error
-		if *p.stmt, err = s.write.PrepareContext(ctx, p.sql); err != nil {
-			for _, done := range [...]*sql.Stmt{st.insert, st.rollup, st.accountRollup} {
-				if done != nil {
-					done.Close()
-				}
-			}
-			return nil, err
+		*dst, err = s.write.PrepareContext(ctx, q)
+		return err
+	}
+	err := prepare(&st.insert, insertUsageSQL)
+	for l := range levels {
+		if err == nil {
+			err = prepare(&st.upsert[l], upsertSQL(l))
 		}
 	}
-	s.stmts = &st
-	return s.stmts, nil
+	if err != nil {
+		for _, done := range st.all() {
+			if done != nil {
+				done.Close()
+			}
+		}
+		return nil, err
+	}
+	s.stmts = st
+	return st, nil
 }
 
 // InsertUsage stores recs in one transaction, skipping any whose
 // (RequestID, Attempt) is already stored, and adds the new ones to their
-// hourly and daily rollups, with and without their key, in the same
-// transaction, so rollups always equal the records they summarise. New
-// records of one batch that share a rollup row are summed first and
-// written with one upsert: under load a batch is mostly one key, account
-// and model. It returns how many were new.
+// hourly and daily rows of every rollup level in the same transaction, so
+// rollups always equal the records they summarise. New records of one
+// batch that share a rollup row are summed first and written with one
+// upsert: under load a batch is mostly one key, account and model. It
+// returns how many were new.
 func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
@@ -131,37 +174,32 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 			inserted++
 			hour, hourLabel := hourBucket(r.CreatedAt)
 			day, dayLabel := dayBucket(r.CreatedAt, s.loc)
-			for _, k := range [...]rollupKey{
-				{false, store.Hourly, ms(hour), hourLabel, r.KeyID, r.AccountID, r.Model},
-				{false, store.Daily, ms(day), dayLabel, r.KeyID, r.AccountID, r.Model},
-				{true, store.Hourly, ms(hour), "", "", r.AccountID, r.Model},
-				{true, store.Daily, ms(day), "", "", r.AccountID, r.Model},
-			} {
-				c, ok := sums[k]
-				if !ok {
-					c = &store.Counters{}
-					sums[k] = c
-					order = append(order, k)
+			for _, p := range [...]struct {
+				g      store.Granularity
+				period int64
+				label  string
+			}{{store.Hourly, ms(hour), hourLabel}, {store.Daily, ms(day), dayLabel}} {
+				for _, k := range [...]rollupKey{
+					{byAll, p.g, p.period, p.label, r.KeyID, r.AccountID, r.Model},
+					{byAccount, p.g, p.period, "", "", r.AccountID, r.Model},
+					{byKey, p.g, p.period, "", r.KeyID, "", ""},
+				} {
+					c, ok := sums[k]
+					if !ok {
+						c = &store.Counters{}
+						sums[k] = c
+						order = append(order, k)
+					}
+					c.Add(r)
 				}
-				c.Add(r)
 			}
 		}
-		roll := tx.StmtContext(ctx, stmts.rollup)
-		accountRoll := tx.StmtContext(ctx, stmts.accountRollup)
+		var upsert [levels]*sql.Stmt
+		for l, st := range stmts.upsert {
+			upsert[l] = tx.StmtContext(ctx, st)
+		}
 		for _, k := range order {
-			c := sums[k]
-			var err error
-			if k.byAccount {
-				_, err = accountRoll.ExecContext(ctx, string(k.g), k.period, string(k.account), k.model,
-					c.Requests, c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico,
-					c.RatedPico)
-			} else {
-				_, err = roll.ExecContext(ctx, string(k.g), k.period, k.label,
-					string(k.key), string(k.account), k.model, c.Requests,
-					c.Input, c.Output, c.CacheWrite5m, c.CacheWrite1h, c.CacheRead, c.CostPico,
-					c.RatedPico)
-			}
-			if err != nil {
+			if _, err := upsert[k.level].ExecContext(ctx, k.args(sums[k])...); err != nil {
 				return err
 			}
 		}

@@ -19,27 +19,36 @@ import (
 // hourly ones, and only the partial hours at the ends from the records:
 // a key's spend over all time so reads a few rows per day, and stays
 // whole after PurgeUsage removed old records, whose rollups it keeps.
+// Each list is read from the smallest rollups that answer it: with a key,
+// that key's rows of usage_rollups; without, accounts and models from
+// usage_account_rollups and keys from usage_key_rollups (from
+// usage_rollups only when an account or model narrows the keys' totals).
 func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
 	var sum store.UsageSummary
-	totals, err := s.totals(ctx, f, false)
+	var keys, rest map[usageDims]store.Counters
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if f.KeyID != "" {
+			rest, err = s.totals(ctx, tx, f, byAll)
+			keys = rest
+			return err
+		}
+		if rest, err = s.totals(ctx, tx, f, byAccount); err != nil {
+			return err
+		}
+		keyLevel := byKey
+		if f.AccountID != "" || f.Model != "" {
+			keyLevel = byAll
+		}
+		keys, err = s.totals(ctx, tx, f, keyLevel)
+		return err
+	})
 	if err != nil {
 		return sum, fmt.Errorf("sqlite: summarize usage: %w", err)
 	}
-	byKey := map[store.KeyID]*store.Counters{}
-	byAcct := map[store.AccountID]*store.Counters{}
-	for d, c := range totals {
-		mergeInto(byKey, d.key, c)
-		mergeInto(byAcct, d.account, c)
-	}
-	for k, c := range byKey {
-		sum.Keys = append(sum.Keys, store.UsageRow{KeyID: k, Counters: *c})
-	}
-	for a, c := range byAcct {
-		sum.Accounts = append(sum.Accounts, store.UsageRow{AccountID: a, Counters: *c})
-	}
-	slices.SortFunc(sum.Keys, func(a, b store.UsageRow) int { return cmp.Compare(a.KeyID, b.KeyID) })
-	slices.SortFunc(sum.Accounts, func(a, b store.UsageRow) int { return cmp.Compare(a.AccountID, b.AccountID) })
-	sum.Models = byModel(totals)
+	sum.Keys = rowsBy(keys, func(d usageDims) store.UsageRow { return store.UsageRow{KeyID: d.key} })
+	sum.Accounts = rowsBy(rest, func(d usageDims) store.UsageRow { return store.UsageRow{AccountID: d.account} })
+	sum.Models = rowsBy(rest, func(d usageDims) store.UsageRow { return store.UsageRow{Model: d.model} })
 	return sum, nil
 }
 
@@ -47,39 +56,53 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 // SummarizeUsage does; without a KeyID from usage_account_rollups, whose
 // rows do not multiply by the keys.
 func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.UsageRow, error) {
-	totals, err := s.totals(ctx, f, f.KeyID == "")
+	l := byAll
+	if f.KeyID == "" {
+		l = byAccount
+	}
+	var totals map[usageDims]store.Counters
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		totals, err = s.totals(ctx, tx, f, l)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: model totals: %w", err)
 	}
-	return byModel(totals), nil
+	return rowsBy(totals, func(d usageDims) store.UsageRow { return store.UsageRow{Model: d.model} }), nil
 }
 
-// byModel sums totals per model, ordered by model.
-func byModel(totals map[usageDims]store.Counters) []store.UsageRow {
-	m := map[string]*store.Counters{}
+// rowsBy sums totals into the rows row names, ordered by key, account and
+// model.
+func rowsBy(totals map[usageDims]store.Counters, row func(usageDims) store.UsageRow) []store.UsageRow {
+	m := map[store.UsageRow]*store.Counters{}
 	for d, c := range totals {
-		mergeInto(m, d.model, c)
+		mergeInto(m, row(d), c)
 	}
 	rows := make([]store.UsageRow, 0, len(m))
-	for model, c := range m {
-		rows = append(rows, store.UsageRow{Model: model, Counters: *c})
+	for r, c := range m {
+		r.Counters = *c
+		rows = append(rows, r)
 	}
-	slices.SortFunc(rows, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
+	slices.SortFunc(rows, func(a, b store.UsageRow) int {
+		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Model, b.Model))
+	})
 	return rows
 }
 
-// usageDims names a total: key, account and model.
+// usageDims names a total: key, account and model, each empty where the
+// level read does not keep it.
 type usageDims struct {
 	key     store.KeyID
 	account store.AccountID
 	model   string
 }
 
-// totals sums the records of f per (key, account, model) in one read
-// transaction, planned by summaryPlan. byAccount reads
-// usage_account_rollups and leaves every key empty; f must then name no
-// key.
-func (s *Store) totals(ctx context.Context, f store.UsageFilter, byAccount bool) (map[usageDims]store.Counters, error) {
+// totals sums the records of f per (key, account, model) as level l
+// keeps them, planned by summaryPlan: rollups of l for whole days and
+// hours, records for the rest, summed the same way. l must keep every
+// dimension f narrows.
+func (s *Store) totals(ctx context.Context, tx *sql.Tx, f store.UsageFilter, l level) (map[usageDims]store.Counters, error) {
 	if f.Status != 0 || f.Before != nil {
 		return nil, fmt.Errorf("status or cursor: %w", store.ErrFilterUnsupported)
 	}
@@ -95,22 +118,26 @@ func (s *Store) totals(ctx context.Context, f store.UsageFilter, byAccount bool)
 		return totals, nil
 	}
 
-	// One SELECT per part, grouped by (key, account, model) in SQL.
-	dims, dimArgs := dimsWhere(f)
-	const counterCols = `requests, input, output, cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_pico`
-	const recordCols = `1 AS requests, input, output,
-		cache_write_5m, cache_write_1h, cache_read, cost_pico, rated_cost_pico AS rated_pico`
-	rollups := `SELECT key_id, account_id, model, ` + counterCols + ` FROM usage_rollups`
-	records := `SELECT key_id, account_id, model, ` + recordCols + ` FROM usage_records`
-	switch {
-	case byAccount:
-		rollups = `SELECT '' AS key_id, account_id, model, ` + counterCols + ` FROM usage_account_rollups`
-		records = `SELECT '' AS key_id, account_id, model, ` + recordCols + ` FROM usage_records`
-	case f.KeyID != "":
+	// One SELECT per part, grouped in SQL.
+	t := rollupTables[l]
+	var names []string // key, account, model as l keeps them
+	for _, col := range []string{"key_id", "account_id", "model"} {
+		if slices.Contains(t.dims, col) {
+			names = append(names, col)
+		} else {
+			names = append(names, "'' AS "+col)
+		}
+	}
+	dimCols := strings.Join(names, ", ")
+	rollups := `SELECT ` + dimCols + `, ` + strings.Join(counterCols, ", ") + ` FROM ` + t.name
+	if l == byAll && f.KeyID != "" {
 		// Without statistics SQLite prefers the primary key's period
 		// range, which holds every key's rows; a key's own are fewer.
 		rollups += ` INDEXED BY usage_rollups_key`
 	}
+	records := `SELECT ` + dimCols + `, 1 AS requests, input, output, cache_write_5m, cache_write_1h,
+		cache_read, cost_pico, rated_cost_pico AS rated_pico FROM usage_records`
+	dims, dimArgs := dimsWhere(f)
 	var parts []string
 	var args []any
 	add := func(sel string, conds []string, a ...any) {
@@ -130,32 +157,29 @@ func (s *Store) totals(ctx context.Context, f store.UsageFilter, byAccount bool)
 		add(records, []string{"created_at >= ?", "created_at < ?"}, sp.lo, sp.hi)
 	}
 
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT key_id, account_id, model, SUM(requests), SUM(input),
-			SUM(output), SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico),
-			SUM(rated_pico)
-			FROM (`+strings.Join(parts, " UNION ALL ")+`)
-			GROUP BY key_id, account_id, model`, args...)
-		if err != nil {
-			return err
+	rows, err := tx.QueryContext(ctx, `SELECT key_id, account_id, model, SUM(requests), SUM(input),
+		SUM(output), SUM(cache_write_5m), SUM(cache_write_1h), SUM(cache_read), SUM(cost_pico),
+		SUM(rated_pico)
+		FROM (`+strings.Join(parts, " UNION ALL ")+`)
+		GROUP BY key_id, account_id, model`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			d                usageDims
+			keyID, accountID string
+			c                store.Counters
+		)
+		if err := rows.Scan(&keyID, &accountID, &d.model, &c.Requests, &c.Input, &c.Output,
+			&c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico, &c.RatedPico); err != nil {
+			return nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				d                usageDims
-				keyID, accountID string
-				c                store.Counters
-			)
-			if err := rows.Scan(&keyID, &accountID, &d.model, &c.Requests, &c.Input, &c.Output,
-				&c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico, &c.RatedPico); err != nil {
-				return err
-			}
-			d.key, d.account = store.KeyID(keyID), store.AccountID(accountID)
-			totals[d] = c
-		}
-		return rows.Err()
-	})
-	return totals, err
+		d.key, d.account = store.KeyID(keyID), store.AccountID(accountID)
+		totals[d] = c
+	}
+	return totals, rows.Err()
 }
 
 // dimsWhere is the conditions on key, account and model that f sets.
@@ -173,8 +197,10 @@ func dimsWhere(f store.UsageFilter) ([]string, []any) {
 	return conds, args
 }
 
-// Trend sums f's rollups per period: a key's from usage_rollups through
-// its index, otherwise usage_account_rollups.
+// Trend sums f's rollups per period from the smallest level that keeps
+// what f narrows: usage_key_rollups for a key alone, its rows of
+// usage_rollups (through their index) for a key with an account or model,
+// otherwise usage_account_rollups.
 func (s *Store) Trend(ctx context.Context, g store.Granularity, f store.UsageFilter) ([]store.Rollup, error) {
 	if g != store.Hourly && g != store.Daily {
 		return nil, fmt.Errorf("sqlite: trend: unknown granularity %q", g)
@@ -189,9 +215,12 @@ func (s *Store) Trend(ctx context.Context, g store.Granularity, f store.UsageFil
 	if !f.To.IsZero() {
 		to = ms(f.To)
 	}
-	table := `usage_account_rollups`
-	if f.KeyID != "" {
-		table = `usage_rollups INDEXED BY usage_rollups_key`
+	table := rollupTables[byAccount].name
+	switch {
+	case f.KeyID != "" && f.AccountID == "" && f.Model == "":
+		table = rollupTables[byKey].name
+	case f.KeyID != "":
+		table = rollupTables[byAll].name + ` INDEXED BY usage_rollups_key`
 	}
 	dims, dimArgs := dimsWhere(f)
 	rows, err := s.read.QueryContext(ctx, `SELECT period, SUM(requests), SUM(input), SUM(output),

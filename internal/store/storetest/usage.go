@@ -325,6 +325,20 @@ func checkRollups(t *testing.T, s store.Store, recs []store.UsageRecord) {
 	if want := modelTotals(recs, store.UsageFilter{}); !reflect.DeepEqual(got, want) {
 		t.Errorf("ModelTotals of all records:\n got %+v\nwant %+v", got, want)
 	}
+	sum, err := s.SummarizeUsage(t.Context(), store.UsageFilter{})
+	must(t, err)
+	perKey, wantKey := map[store.KeyID]store.Counters{}, map[store.KeyID]store.Counters{}
+	for _, k := range sum.Keys {
+		perKey[k.KeyID] = k.Counters
+	}
+	for _, r := range recs {
+		c := wantKey[r.KeyID]
+		c.Add(r)
+		wantKey[r.KeyID] = c
+	}
+	if !reflect.DeepEqual(perKey, wantKey) {
+		t.Errorf("SummarizeUsage's Keys of all records:\n got %+v\nwant %+v", perKey, wantKey)
+	}
 	for _, g := range []struct {
 		g      store.Granularity
 		bucket func(time.Time) time.Time
