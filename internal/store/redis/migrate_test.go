@@ -17,7 +17,7 @@ import (
 )
 
 // downgrade puts the usage under s's prefix back to layout 1: the account
-// family's hash of every period deleted, the version 1.
+// and key-totals families' hashes of every period deleted, the version 1.
 func downgrade(t testing.TB, s *Store) {
 	t.Helper()
 	ctx := t.Context()
@@ -28,13 +28,19 @@ func downgrade(t testing.TB, s *Store) {
 		}
 		pipe := s.rdb.Pipeline()
 		for _, p := range periods {
-			pipe.Del(ctx, s.rollupBase(g, famAcct())+p)
+			pipe.Del(ctx, s.rollupBase(g, famAcct())+p, s.rollupBase(g, famKeyTotals())+p)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.rdb.Set(ctx, s.cfgKey("schema"), 1, 0).Err(); err != nil {
+	setSchema(t, s, 1)
+}
+
+// setSchema writes layout version v under s's prefix, and nothing else.
+func setSchema(t testing.TB, s *Store, v int) {
+	t.Helper()
+	if err := s.rdb.Set(t.Context(), s.cfgKey("schema"), v, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -58,10 +64,12 @@ func checkSchema(t *testing.T, s *Store, want int) {
 	}
 }
 
-// TestMigrateAccountRollups: a store at layout 1 (no account family) is
-// brought to layout 2 by Open, and ModelTotals and Trend are then exact;
-// so again when two instances migrate at once while a third inserts.
-func TestMigrateAccountRollups(t *testing.T) {
+// TestMigrateDerivedRollups: a store at layout 1 (no account and no
+// key-totals family) is brought to layout 2 by Open, and ModelTotals,
+// Trend and SummarizeUsage are then exact; so again when the families
+// are there already (an instance died before it raised the version), and
+// when two instances migrate at once while a third inserts.
+func TestMigrateDerivedRollups(t *testing.T) {
 	clients := []struct {
 		name string
 		rdb  func(t *testing.T) goredis.UniversalClient
@@ -89,13 +97,22 @@ func TestMigrateAccountRollups(t *testing.T) {
 			checkTotals(t, s, stored)
 
 			downgrade(t, s)
-			// The family is gone: all time is whole days of it.
+			// The families are gone: all time is whole days of them.
 			if rows, err := s.ModelTotals(t.Context(), store.UsageFilter{}); err != nil || len(rows) != 0 {
 				t.Fatalf("ModelTotals after the downgrade = %+v, %v; want nothing", rows, err)
+			}
+			if sum, err := s.SummarizeUsage(t.Context(), store.UsageFilter{}); err != nil ||
+				len(sum.Keys)+len(sum.Accounts)+len(sum.Models) != 0 {
+				t.Fatalf("SummarizeUsage after the downgrade = %+v, %v; want nothing", sum, err)
 			}
 			checkTotals(t, reopen(t, s), stored)
 			checkSchema(t, s, 2)
 			checkSchema(t, reopen(t, s), 2) // a second Open finds nothing to do
+			// The rebuild replaces what it finds, so running it again
+			// over whole families counts nothing twice.
+			setSchema(t, s, 1)
+			checkTotals(t, reopen(t, s), stored)
+			checkSchema(t, s, 2)
 
 			// Two instances migrate while a third, already new, inserts
 			// into the periods they rebuild.
@@ -145,11 +162,11 @@ func TestMigrateKeepsNewerVersion(t *testing.T) {
 	checkSchema(t, s, schemaVersion+1)
 }
 
-// BenchmarkMigrateAccountRollups times Open's migration to layout 2 of a
+// BenchmarkMigrateDerivedRollups times Open's migration to layout 2 of a
 // year of hourly and daily rollups of all records, each period holding
 // the rows of 50 keys × 2 accounts × 4 models (CRS_BENCH_PERIOD_ROWS
 // changes the 400), written directly as layout 1 would have.
-func BenchmarkMigrateAccountRollups(b *testing.B) {
+func BenchmarkMigrateDerivedRollups(b *testing.B) {
 	perPeriod := 400
 	if v := os.Getenv("CRS_BENCH_PERIOD_ROWS"); v != "" {
 		var err error
@@ -204,8 +221,13 @@ func BenchmarkMigrateAccountRollups(b *testing.B) {
 		s2.Close()
 	}
 	b.ReportMetric(float64(len(hours)+len(days)), "periods")
-	acct := s.rollupBase(store.Hourly, famAcct()) + strconv.FormatInt(hours[0], 10)
-	if n, err := rdb.HLen(ctx, acct).Result(); err != nil || n != int64(min(perPeriod, 8)) {
-		b.Errorf("HLEN %s = %d, %v; want %d", acct, n, err, min(perPeriod, 8))
+	for _, c := range []struct {
+		fam  string
+		want int
+	}{{famAcct(), min(perPeriod, 8)}, {famKeyTotals(), (perPeriod + 7) / 8}} {
+		hash := s.rollupBase(store.Hourly, c.fam) + strconv.FormatInt(hours[0], 10)
+		if n, err := rdb.HLen(ctx, hash).Result(); err != nil || n != int64(c.want) {
+			b.Errorf("HLEN %s = %d, %v; want %d", hash, n, err, c.want)
+		}
 	}
 }

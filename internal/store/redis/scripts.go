@@ -189,7 +189,7 @@ var storeScripts = []*goredis.Script{
 	setFieldsScript, touchScript,
 	setSettingScript,
 	insertUsageScript, scanUsageScript, purgeUsageScript, readUsageScript,
-	raiseSchemaScript, rebuildAccountRollupScript,
+	raiseSchemaScript, rebuildDerivedRollupsScript,
 }
 
 // ensureScripts loads those of scripts that Redis does not hold: one

@@ -32,6 +32,9 @@ import (
 //	P r<g>:k:<key>|<period> hash: the same of one key's records
 //	P r<g>:a|<period>       hash: the same of all records per account and
 //	                        model, over all keys: its <dims> name no key
+//	P r<g>:kt|<period>      hash: the same of all records per key, over
+//	                        all accounts and models: its <dims> name the
+//	                        key alone
 //
 // <g> is h (UTC hours) or d (days in the store's zone); <dims> is
 // <key><acct><model>; a row holds the eight totals (see packCounters). A
@@ -39,21 +42,31 @@ import (
 // keys'; the periods to look at come from the set of all records'.
 //
 // The rollups of all records grow with the variety of keys × accounts ×
-// models in a period, so the console's totals and trend of all keys, of
-// an account or of a model (ModelTotals, Trend) would cost more the more
-// keys spend. They read the account family instead, whose size follows
-// accounts × models only; it costs every record two more rollup rows to
-// write, which the insert script adds in the same step as the others. Who
-// spent (SummarizeUsage's keys) still needs the rollups of all records,
-// and so does an account's daily quota, which asks once a day. Ids in key
-// names and dims are written <length>:<id>, so no id can be mistaken for
+// models in a period, so a console page that totals all records would
+// cost more the more keys spend on more accounts and models. Two families
+// sum them down to what the pages ask:
+//
+//   - the account family answers what was spent on which account and
+//     model: ModelTotals, Trend, and SummarizeUsage's accounts and models
+//     when no key is named. Its size follows accounts × models.
+//   - the key-totals family answers who spent: SummarizeUsage's keys when
+//     no key, account or model is named (the keys page's all-time spend,
+//     the dashboard's top keys of the day). Its size follows the keys.
+//
+// The rollups of all records remain for a key's share of one account or
+// model (SummarizeUsage's keys with an AccountID or a Model, the only
+// rows that know it), for Rollups, and for an account's daily quota,
+// which asks once a day. The price is paid on insert: every record adds
+// to eight rollup rows, its hour's and its day's in each of the four
+// families, all in the insert script's one atomic step. Ids in key names
+// and dims are written <length>:<id>, so no id can be mistaken for
 // another whatever it holds.
 //
-// Layout versions ({cfg}:schema, see migrate.go): 1 had no account family;
-// 2 adds it, and Open builds it from the rollups of all records when it
-// finds version 1. A version-1 binary would not write the account family,
-// so every instance of the old version must be stopped before the first
-// new one starts.
+// Layout versions ({cfg}:schema, see migrate.go): 1 had neither the
+// account nor the key-totals family; 2 adds both, and Open builds them
+// from the rollups of all records when it finds version 1. A version-1
+// binary would not write them, so every instance of the old version must
+// be stopped before the first new one starts.
 //
 // Records of the same millisecond are ordered by their sequence: the
 // fixed-width member sorts them in insertion order, so ListUsage breaks
@@ -162,11 +175,13 @@ func (s *Store) usageIndex(key store.KeyID, acct store.AccountID) string {
 	return s.usageKey("ix")
 }
 
-// Rollup families: all records, one key's, and all records per account
-// and model (whose dims name no key).
+// Rollup families: all records, one key's, all records per account and
+// model (whose dims name no key), and all records per key (whose dims
+// name no account and no model).
 func famAll() string              { return "" }
 func famKey(k store.KeyID) string { return ":k:" + encID(string(k)) }
 func famAcct() string             { return ":a" }
+func famKeyTotals() string        { return ":kt" }
 
 func granLetter(g store.Granularity) string {
 	if g == store.Daily {
@@ -188,7 +203,7 @@ func (s *Store) rollupBase(g store.Granularity, fam string) string {
 
 // insertStride is how many ARGV values describe one record in
 // insertUsageScript.
-const insertStride = 16
+const insertStride = 19
 
 // insertUsageScript stores a batch without duplicate identities. KEYS[1]
 // is P seq, KEYS[2] P id, KEYS[3] P rec; the rest are the indexes, period
@@ -197,10 +212,12 @@ const insertStride = 16
 //
 //	1 identity  2 encoded record  3 CreatedAt ms  4 dims
 //	5 dims in the account family (no key)
-//	6..9 index positions (all, key, account, key and account)
-//	10..15 rollup hash positions, hourly then daily: of all records, of
-//	      the record's key (both named by 4), of the account family (5)
-//	16 the record's counters as a row (packCounters)
+//	6 dims in the key-totals family (the key alone)
+//	7..10 index positions (all, key, account, key and account)
+//	11..18 rollup hash positions, hourly then daily: of all records, of
+//	      the record's key (both named by 4), of the account family (5),
+//	      of the key-totals family (6)
+//	19 the record's counters as a row (packCounters)
 //
 // then (period set position, period) pairs.
 //
@@ -218,7 +235,7 @@ local n, nPeriods = tonumber(ARGV[1]), tonumber(ARGV[2])
 local stride = ` + strconv.Itoa(insertStride) + `
 -- The rollup hashes of a record, each as the offsets of its position and
 -- of the dims that name the record's row in it.
-local ROLLUPS = {{10, 4}, {11, 4}, {12, 4}, {13, 4}, {14, 5}, {15, 5}}
+local ROLLUPS = {{11, 4}, {12, 4}, {13, 4}, {14, 4}, {15, 5}, {16, 5}, {17, 6}, {18, 6}}
 -- call runs cmd on key with args in slices: unpack has a stack limit.
 local function call(cmd, key, args, size)
 	local out = {}
@@ -252,7 +269,7 @@ end
 -- Sum the new records into their rollup rows, per hash.
 local hashes, rows, order = {}, {}, {}
 for _, a in ipairs(fresh) do
-	local inc = {struct.unpack(FMT, ARGV[a + 16])}
+	local inc = {struct.unpack(FMT, ARGV[a + 19])}
 	for _, r in ipairs(ROLLUPS) do
 		local hash = KEYS[tonumber(ARGV[a + r[1]])]
 		local dims = ARGV[a + r[2]]
@@ -312,7 +329,7 @@ for i, a in ipairs(fresh) do
 	claims[#claims + 1] = '1'
 	recs[#recs + 1] = seq
 	recs[#recs + 1] = ARGV[a + 2]
-	for j = 6, 9 do
+	for j = 7, 10 do
 		local k = KEYS[tonumber(ARGV[a + j])]
 		local t = ix[k]
 		if not t then
@@ -343,8 +360,9 @@ return #fresh
 // InsertUsage stores recs with one script call, so the batch is atomic:
 // each record whose (RequestID, Attempt) is not stored yet, here or by
 // another instance, is stored, indexed and added to its hourly (UTC) and
-// daily (store zone) rollups of all records, of its key and of its
-// account and model. Of records repeated within recs the first is kept.
+// daily (store zone) rollups of all records, of its key, of its account
+// and model, and of its key over all accounts and models. Of records
+// repeated within recs the first is kept.
 // It returns how many were new.
 func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int, error) {
 	if len(recs) == 0 {
@@ -377,10 +395,10 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 		n++
 		hour, day := hourStart(r.CreatedAt), s.dayStart(r.CreatedAt)
 		args = append(args, ident, encodeRecord(r), r.CreatedAt.UnixMilli(),
-			dimsOf(r.KeyID, r.AccountID, r.Model), dimsOf("", r.AccountID, r.Model),
+			dimsOf(r.KeyID, r.AccountID, r.Model), dimsOf("", r.AccountID, r.Model), dimsOf(r.KeyID, "", ""),
 			at(s.usageIndex("", "")), at(s.usageIndex(r.KeyID, "")),
 			at(s.usageIndex("", r.AccountID)), at(s.usageIndex(r.KeyID, r.AccountID)))
-		for _, fam := range [...]string{famAll(), famKey(r.KeyID), famAcct()} {
+		for _, fam := range [...]string{famAll(), famKey(r.KeyID), famAcct(), famKeyTotals()} {
 			args = append(args,
 				at(s.rollupBase(store.Hourly, fam)+strconv.FormatInt(hour, 10)),
 				at(s.rollupBase(store.Daily, fam)+strconv.FormatInt(day, 10)))

@@ -23,8 +23,9 @@ import (
 // a name base.
 //
 //	"r": the set holds periods; the rollup hash base..period of each is
-//	     returned as {period, dims, row, dims, row, ...} in the first
-//	     list (empty when the family has no records then).
+//	     returned as {read, period, dims, row, dims, row, ...} in the
+//	     first list (none when the family has no records then), where
+//	     read numbers the read in ARGV from 0.
 //	"l": the set is a record index; the encoded records go to the second
 //	     list, and base is unused.
 //
@@ -40,6 +41,7 @@ for i = 1, #ARGV, 5 do
 			local row = redis.call('HGETALL', ARGV[i + 4] .. p)
 			if #row > 0 then
 				table.insert(row, 1, p)
+				table.insert(row, 1, tostring((i - 1) / 5))
 				rollups[#rollups + 1] = row
 			end
 		end
@@ -72,6 +74,7 @@ func (s *Store) rollupRead(g store.Granularity, fam string, sp span) usageRead {
 
 // rollupRow is one decoded rollup row.
 type rollupRow struct {
+	read    int // which of readUsage's reads returned it
 	period  int64
 	key     store.KeyID
 	account store.AccountID
@@ -103,14 +106,18 @@ func (s *Store) readUsage(ctx context.Context, reads []usageRead) ([]rollupRow, 
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(flat)%2 != 1 {
+		if len(flat)%2 != 0 || len(flat) < 2 {
 			return nil, nil, fmt.Errorf("%w: rollup of %d values", errReply, len(flat))
 		}
-		period, err := strconv.ParseInt(flat[0], 10, 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("rollup period %q: %w", flat[0], err)
+		read, err := strconv.Atoi(flat[0])
+		if err != nil || read < 0 || read >= len(reads) {
+			return nil, nil, fmt.Errorf("%w: rollup of read %q", errReply, flat[0])
 		}
-		for i := 1; i < len(flat); i += 2 {
+		period, err := strconv.ParseInt(flat[1], 10, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rollup period %q: %w", flat[1], err)
+		}
+		for i := 2; i < len(flat); i += 2 {
 			key, acct, model, ok := parseDims(flat[i])
 			if !ok {
 				return nil, nil, fmt.Errorf("malformed rollup dims %q", flat[i])
@@ -119,7 +126,7 @@ func (s *Store) readUsage(ctx context.Context, reads []usageRead) ([]rollupRow, 
 			if err != nil {
 				return nil, nil, err
 			}
-			rows = append(rows, rollupRow{period, key, acct, model, c})
+			rows = append(rows, rollupRow{read, period, key, acct, model, c})
 		}
 	}
 	recs := make([]store.UsageRecord, 0, len(blobs))
@@ -141,36 +148,62 @@ type usageDims struct {
 	model   string
 }
 
-// spanTotals totals f's records per key, account and model in one round
-// trip that reads a consistent snapshot. It reads as little as it can:
-// the daily rollups of the whole days (store zone) inside [From, To), the
-// hourly rollups of the whole UTC hours in the rest, and records only in
-// the partial hours at the two ends, from the index of the filter. With a
-// KeyID it reads that key's rollups, else those of family fam (all
-// records', or the account family's, whose rows name no key: the records
-// at the edges then count under no key too), and leaves out other
-// accounts and models in Go when an AccountID or Model is given. Rollups
-// keep no status: a Status filter is refused.
-func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fam string) (map[usageDims]*store.Counters, error) {
+// famDims is d as the rows of family fam name it: the account family's
+// name no key, the key-totals family's the key alone, the others all
+// three.
+func famDims(fam string, d usageDims) usageDims {
+	switch fam {
+	case famAcct():
+		d.key = ""
+	case famKeyTotals():
+		d.account, d.model = "", ""
+	}
+	return d
+}
+
+// spanTotals totals f's records in each family of fams, in one round
+// trip that reads a consistent snapshot: sums[i] holds fams[i]'s totals
+// by the dims its rows keep (famDims). It reads as little as it can: of
+// each family the daily rollups of the whole days (store zone) inside
+// [From, To) and the hourly rollups of the whole UTC hours in the rest;
+// and once for all families the records in the partial hours at the two
+// ends, from the index of the filter, each counted into every family.
+// Rows and records of other keys, accounts and models than f names are
+// left out in Go, so every family must keep the dims f names: all
+// records' and a key's (famKey(f.KeyID)) answer any filter, the account
+// family one that names no key, the key-totals family one that names no
+// account and no model. Rollups keep no status: a Status filter is
+// refused.
+func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fams ...string) ([]map[usageDims]*store.Counters, error) {
 	if f.Status != 0 || f.Before != nil {
 		return nil, fmt.Errorf("status or cursor: %w", store.ErrFilterUnsupported)
 	}
-	totals := map[usageDims]*store.Counters{}
+	named := usageDims{f.KeyID, f.AccountID, f.Model}
+	sums := make([]map[usageDims]*store.Counters, len(fams))
+	for i, fam := range fams {
+		if famDims(fam, named) != named {
+			return nil, fmt.Errorf("rollup family %q cannot answer filter %+v", fam, named)
+		}
+		sums[i] = map[usageDims]*store.Counters{}
+	}
 	whole := filterSpan(f)
 	if whole.lo >= whole.hi {
-		return totals, nil
-	}
-	keyless := fam == famAcct()
-	if f.KeyID != "" {
-		fam, keyless = famKey(f.KeyID), false
+		return sums, nil
 	}
 	days, hours, partial := s.summaryPlan(whole)
-	var reads []usageRead
-	for _, sp := range days {
-		reads = append(reads, s.rollupRead(store.Daily, fam, sp))
-	}
-	for _, sp := range hours {
-		reads = append(reads, s.rollupRead(store.Hourly, fam, sp))
+	var (
+		reads []usageRead
+		famOf []int // the family of each rollup read, by its place in reads
+	)
+	for i, fam := range fams {
+		for _, sp := range days {
+			reads = append(reads, s.rollupRead(store.Daily, fam, sp))
+			famOf = append(famOf, i)
+		}
+		for _, sp := range hours {
+			reads = append(reads, s.rollupRead(store.Hourly, fam, sp))
+			famOf = append(famOf, i)
+		}
 	}
 	for _, sp := range partial {
 		reads = append(reads, usageRead{kind: "l", set: s.usageIndex(f.KeyID, f.AccountID), sp: sp})
@@ -179,78 +212,104 @@ func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fam string)
 	if err != nil {
 		return nil, err
 	}
-	add := func(d usageDims, c store.Counters) {
-		if (f.KeyID != "" && d.key != f.KeyID) || (f.AccountID != "" && d.account != f.AccountID) ||
-			(f.Model != "" && d.model != f.Model) {
-			return
-		}
-		if keyless {
-			d.key = ""
-		}
-		merge(totals, d, c)
+	in := func(d usageDims) bool {
+		return (f.KeyID == "" || d.key == f.KeyID) && (f.AccountID == "" || d.account == f.AccountID) &&
+			(f.Model == "" || d.model == f.Model)
 	}
 	for _, r := range rows {
-		add(usageDims{r.key, r.account, r.model}, r.Counters)
+		if r.read >= len(famOf) {
+			return nil, fmt.Errorf("%w: rollup rows from read %d of records", errReply, r.read)
+		}
+		if d := (usageDims{r.key, r.account, r.model}); in(d) {
+			i := famOf[r.read]
+			merge(sums[i], famDims(fams[i], d), r.Counters)
+		}
 	}
 	for _, r := range recs {
+		d := usageDims{r.KeyID, r.AccountID, r.Model}
+		if !in(d) {
+			continue
+		}
 		var c store.Counters
 		c.Add(r)
-		add(usageDims{r.KeyID, r.AccountID, r.Model}, c)
+		for i, fam := range fams {
+			merge(sums[i], famDims(fam, d), c)
+		}
 	}
-	return totals, nil
+	return sums, nil
 }
 
 // SummarizeUsage totals records per key, per account and per model, each
 // list ordered by its name, in one round trip (see spanTotals) from the
-// rollups of all records, or of f's key. A key's spend over a day, a week
-// or all time so costs a few dozen small hashes, not one read per
-// request.
+// smallest rollups that answer f:
+//
+//   - with a KeyID, that key's rollups, all three lists;
+//   - else accounts and models from the account family, and keys from
+//     the key-totals family, or, when f names an account or a model,
+//     from the rollups of all records, the only ones that know a key's
+//     share of one.
+//
+// A key's spend over a day, a week or all time so costs a few dozen
+// small hashes, not one read per request, and the keys of all accounts
+// and models cost the hashes of the keys that spent.
 func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
-	var sum store.UsageSummary
-	totals, err := s.spanTotals(ctx, f, famAll())
+	var fams []string
+	switch {
+	case f.KeyID != "":
+		fams = []string{famKey(f.KeyID)}
+	case f.AccountID == "" && f.Model == "":
+		fams = []string{famKeyTotals(), famAcct()}
+	default:
+		fams = []string{famAll(), famAcct()}
+	}
+	sums, err := s.spanTotals(ctx, f, fams...)
 	if err != nil {
-		return sum, fmt.Errorf("redis: summarize usage: %w", err)
+		return store.UsageSummary{}, fmt.Errorf("redis: summarize usage: %w", err)
 	}
-	byKey := map[store.KeyID]*store.Counters{}
-	byAcct := map[store.AccountID]*store.Counters{}
-	for d, c := range totals {
-		merge(byKey, d.key, *c)
-		merge(byAcct, d.account, *c)
-	}
-	for k, c := range byKey {
-		sum.Keys = append(sum.Keys, store.UsageRow{KeyID: k, Counters: *c})
-	}
-	for a, c := range byAcct {
-		sum.Accounts = append(sum.Accounts, store.UsageRow{AccountID: a, Counters: *c})
-	}
-	slices.SortFunc(sum.Keys, func(a, b store.UsageRow) int { return cmp.Compare(a.KeyID, b.KeyID) })
-	slices.SortFunc(sum.Accounts, func(a, b store.UsageRow) int { return cmp.Compare(a.AccountID, b.AccountID) })
-	sum.Models = perModel(totals)
-	return sum, nil
+	who, where := sums[0], sums[len(sums)-1]
+	return store.UsageSummary{
+		Keys:     sumBy(who, func(d usageDims) store.UsageRow { return store.UsageRow{KeyID: d.key} }),
+		Accounts: sumBy(where, func(d usageDims) store.UsageRow { return store.UsageRow{AccountID: d.account} }),
+		Models:   perModel(where),
+	}, nil
 }
 
 // ModelTotals is SummarizeUsage's Models alone. Without a KeyID it reads
 // the account family, whose size follows accounts × models, not the
 // rollups of all records, which also grow with the keys.
 func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.UsageRow, error) {
-	totals, err := s.spanTotals(ctx, f, famAcct())
+	fam := famAcct()
+	if f.KeyID != "" {
+		fam = famKey(f.KeyID)
+	}
+	sums, err := s.spanTotals(ctx, f, fam)
 	if err != nil {
 		return nil, fmt.Errorf("redis: model totals: %w", err)
 	}
-	return perModel(totals), nil
+	return perModel(sums[0]), nil
 }
 
 // perModel sums totals per model, ordered by model.
 func perModel(totals map[usageDims]*store.Counters) []store.UsageRow {
-	byModel := map[string]*store.Counters{}
+	return sumBy(totals, func(d usageDims) store.UsageRow { return store.UsageRow{Model: d.model} })
+}
+
+// sumBy sums totals into rows, a row per name (the row without its
+// counters) that name gives the totals' dims, ordered by name; nil when
+// there are none.
+func sumBy(totals map[usageDims]*store.Counters, name func(usageDims) store.UsageRow) []store.UsageRow {
+	by := map[store.UsageRow]*store.Counters{}
 	for d, c := range totals {
-		merge(byModel, d.model, *c)
+		merge(by, name(d), *c)
 	}
 	var rows []store.UsageRow
-	for m, c := range byModel {
-		rows = append(rows, store.UsageRow{Model: m, Counters: *c})
+	for r, c := range by {
+		r.Counters = *c
+		rows = append(rows, r)
 	}
-	slices.SortFunc(rows, func(a, b store.UsageRow) int { return cmp.Compare(a.Model, b.Model) })
+	slices.SortFunc(rows, func(a, b store.UsageRow) int {
+		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Model, b.Model))
+	})
 	return rows
 }
 

@@ -46,6 +46,7 @@ func bruteSummary(recs []store.UsageRecord, f store.UsageFilter) store.UsageSumm
 	k, a, m := map[store.KeyID]store.Counters{}, map[store.AccountID]store.Counters{}, map[string]store.Counters{}
 	for _, r := range recs {
 		if (f.KeyID != "" && r.KeyID != f.KeyID) || (f.AccountID != "" && r.AccountID != f.AccountID) ||
+			(f.Model != "" && r.Model != f.Model) ||
 			(!f.From.IsZero() && r.CreatedAt.UnixMilli() < f.From.UnixMilli()) ||
 			(!f.To.IsZero() && r.CreatedAt.UnixMilli() >= f.To.UnixMilli()) {
 			continue
@@ -82,9 +83,10 @@ func sortSummary(s *store.UsageSummary) {
 
 // TestSummarizeFromRollups checks the summary, which reads daily and hourly
 // rollups and records only at the edges, against totals of the records
-// themselves, for random spans in zones whose days start off the UTC hour
-// or last 23 hours. Spans start and end at random milliseconds, on hour
-// and day starts, and open.
+// themselves, for random filters of key, account and model (so every
+// choice of rollup families) and random spans in zones whose days start
+// off the UTC hour or last 23 hours. Spans start and end at random
+// milliseconds, on hour and day starts, and open.
 func TestSummarizeFromRollups(t *testing.T) {
 	rdb := redistest.Client(t)
 	ny, err := time.LoadLocation("America/New_York")
@@ -119,9 +121,10 @@ func TestSummarizeFromRollups(t *testing.T) {
 			}
 			keys := []store.KeyID{"", "key:0", "key:2", "nobody"}
 			accts := []store.AccountID{"", "acct|1", "acct|2"}
+			models := []string{"", "", "model-1"}
 			for i := range 150 {
 				f := store.UsageFilter{KeyID: keys[rng.IntN(len(keys))], AccountID: accts[rng.IntN(len(accts))],
-					From: instant(), To: instant()}
+					Model: models[rng.IntN(len(models))], From: instant(), To: instant()}
 				got, err := s.SummarizeUsage(t.Context(), f)
 				if err != nil {
 					t.Fatal(err)
@@ -227,13 +230,15 @@ func TestUsageExactBeyondFloat(t *testing.T) {
 		}
 	}
 	// Low halves that carry, and a negative figure (a refund) that borrows.
-	if _, err := s.InsertUsage(ctx, []store.UsageRecord{
+	more := []store.UsageRecord{
 		{RequestID: "c", KeyID: "k", AccountID: "x", Model: "m", CostPico: 3 << 31, CreatedAt: usageBase},
 		{RequestID: "d", KeyID: "k", AccountID: "x", Model: "m", CostPico: 3 << 31, CreatedAt: usageBase},
 		{RequestID: "e", KeyID: "k", AccountID: "x", Model: "m", CostPico: -5, CreatedAt: usageBase},
-	}); err != nil {
+	}
+	if _, err := s.InsertUsage(ctx, more); err != nil {
 		t.Fatal(err)
 	}
+	recs = append(recs, more...)
 	want = 2*big + 3<<32 - 5
 	for _, g := range []store.Granularity{store.Hourly, store.Daily} {
 		rows, err := s.Rollups(ctx, g, time.Time{}, time.Time{})
@@ -244,8 +249,9 @@ func TestUsageExactBeyondFloat(t *testing.T) {
 			t.Errorf("%s rollups = %+v, want one row of cost %d", g, rows, want)
 		}
 	}
-	// The whole day from the daily rollup, and a span of two partial hours.
-	for _, f := range []store.UsageFilter{{KeyID: "k"}, {From: usageBase.Add(-time.Second), To: usageBase.Add(time.Hour)}} {
+	// The whole day from the daily rollups (of the key, of all keys), and
+	// a span of two partial hours.
+	for _, f := range []store.UsageFilter{{KeyID: "k"}, {}, {From: usageBase.Add(-time.Second), To: usageBase.Add(time.Hour)}} {
 		sum, err := s.SummarizeUsage(ctx, f)
 		if err != nil {
 			t.Fatal(err)
@@ -255,22 +261,38 @@ func TestUsageExactBeyondFloat(t *testing.T) {
 		}
 	}
 	// The account family sums the keys: another key's record takes the
-	// account's row past any one key's, in the insert script and in the
-	// migration's rebuild alike.
-	if _, err := s.InsertUsage(ctx, []store.UsageRecord{
+	// account's row past any one key's. The key-totals family sums the
+	// accounts and models: the key's record on another account and model
+	// takes the key's row past any one of its rows of all records. So in
+	// the insert script and in the migration's rebuild alike.
+	more = []store.UsageRecord{
 		{RequestID: "f", KeyID: "k2", AccountID: "x", Model: "m", CostPico: big + 3<<31, CreatedAt: usageBase},
-	}); err != nil {
+		{RequestID: "g", KeyID: "k", AccountID: "y", Model: "m2", CostPico: big + 5<<31, CreatedAt: usageBase},
+	}
+	if _, err := s.InsertUsage(ctx, more); err != nil {
 		t.Fatal(err)
 	}
-	want += big + 3<<31 // the two keys' low halves carry
+	recs = append(recs, more...)
+	wantKey := want + big + 5<<31 // the low halves carry
+	want += big + 3<<31           // the two keys' low halves carry
 	checkFamily := func(s *Store) {
 		t.Helper()
-		models, err := s.ModelTotals(ctx, store.UsageFilter{})
+		models, err := s.ModelTotals(ctx, store.UsageFilter{Model: "m"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(models) != 1 || models[0].CostPico != want || models[0].Requests != 6 {
 			t.Errorf("ModelTotals = %+v, want one model of 6 requests costing %d", models, want)
+		}
+		sum, err := s.SummarizeUsage(ctx, store.UsageFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sum.Keys) != 2 || sum.Keys[0].KeyID != "k" || sum.Keys[0].CostPico != wantKey || sum.Keys[0].Requests != 6 {
+			t.Errorf("summary keys = %+v, want k of 6 requests costing %d first", sum.Keys, wantKey)
+		}
+		for _, f := range []store.UsageFilter{{}, {AccountID: "x"}, {Model: "m2"}, {KeyID: "k"}} {
+			checkFilter(t, s, recs, f)
 		}
 		for _, g := range []store.Granularity{store.Hourly, store.Daily} {
 			rows, err := s.Trend(ctx, g, store.UsageFilter{AccountID: "x"})
@@ -292,9 +314,10 @@ func TestUsageExactBeyondFloat(t *testing.T) {
 func TestInsertUsageOverflowWritesNothing(t *testing.T) {
 	s := openOn(t, redistest.Client(t))
 	ctx := t.Context()
-	recOf := func(key store.KeyID, id string, cost int64) store.UsageRecord {
-		return store.UsageRecord{RequestID: id, KeyID: key, AccountID: "x", Model: "m", CostPico: cost, CreatedAt: usageBase}
+	recOn := func(key store.KeyID, acct store.AccountID, model, id string, cost int64) store.UsageRecord {
+		return store.UsageRecord{RequestID: id, KeyID: key, AccountID: acct, Model: model, CostPico: cost, CreatedAt: usageBase}
 	}
+	recOf := func(key store.KeyID, id string, cost int64) store.UsageRecord { return recOn(key, "x", "m", id, cost) }
 	rec := func(id string, cost int64) store.UsageRecord { return recOf("k", id, cost) }
 	if _, err := s.InsertUsage(ctx, []store.UsageRecord{rec("max", math.MaxInt64)}); err != nil {
 		t.Fatal(err)
@@ -337,6 +360,26 @@ func TestInsertUsageOverflowWritesNothing(t *testing.T) {
 	}
 	if len(models) != 1 || models[0].Requests != 2 || models[0].CostPico != math.MaxInt64 {
 		t.Errorf("ModelTotals = %+v, want 2 requests costing MaxInt64", models)
+	}
+	// The key's rows on another account and model fit, and so do the
+	// account family's, but the key-totals family's row, which sums the
+	// key's accounts and models, would not: the batch fails whole too.
+	if n, err := s.InsertUsage(ctx, []store.UsageRecord{recOn("k", "y", "m2", "over3", 1)}); err == nil {
+		t.Fatalf("InsertUsage past MaxInt64 in the key-totals family = %d, nil; want an error", n)
+	}
+	if recs, err := s.ListUsage(ctx, store.UsageFilter{}, 0); err != nil || len(recs) != 2 {
+		t.Errorf("after the failed batch ListUsage = %d records, %v; want 2", len(recs), err)
+	}
+	if rows, err := s.Rollups(ctx, store.Hourly, time.Time{}, time.Time{}); err != nil || len(rows) != 1 {
+		t.Errorf("after the failed batch rollups = %+v, %v; want one row", rows, err)
+	}
+	sum, err := s.SummarizeUsage(ctx, store.UsageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.UsageRow{{KeyID: "k", Counters: store.Counters{Requests: 2, CostPico: math.MaxInt64}}}
+	if !reflect.DeepEqual(sum.Keys, want) || len(sum.Accounts) != 1 || len(sum.Models) != 1 {
+		t.Errorf("summary = %+v, want k alone, of 2 requests costing MaxInt64, on x and m", sum)
 	}
 }
 
@@ -654,6 +697,12 @@ func TestUsageAndCounterRoundTrips(t *testing.T) {
 			return err
 		}},
 		{"SummarizeUsage all", func() error { _, err := s.SummarizeUsage(ctx, week); return err }},
+		{"SummarizeUsage account", func() error {
+			f := week
+			f.AccountID = "acct|1"
+			_, err := s.SummarizeUsage(ctx, f)
+			return err
+		}},
 		{"Rollups", func() error { _, err := s.Rollups(ctx, store.Daily, time.Time{}, time.Time{}); return err }},
 		{"ModelTotals", func() error { _, err := s.ModelTotals(ctx, week); return err }},
 		{"Trend", func() error { _, err := s.Trend(ctx, store.Hourly, week); return err }},

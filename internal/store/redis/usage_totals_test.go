@@ -3,6 +3,7 @@ package redis
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"testing"
 	"time"
 
@@ -95,21 +96,36 @@ func totalsFilters() []store.UsageFilter {
 	}
 }
 
-// checkTotals compares ModelTotals and Trend with the totals of recs for
-// every filter of totalsFilters.
+// checkTotals compares ModelTotals, Trend and SummarizeUsage with the
+// totals of recs for every filter of totalsFilters.
 func checkTotals(t *testing.T, s *Store, recs []store.UsageRecord) {
 	t.Helper()
 	for _, f := range totalsFilters() {
-		if got, want := readTotals(t, s, f), bruteTotals(s, recs, f); !got.equal(want) {
-			t.Errorf("filter %+v:\n got %v\nwant %v", f, got, want)
-		}
+		checkFilter(t, s, recs, f)
 	}
 }
 
-// TestAccountFamilySize: records of 20 keys × 2 accounts × 2 models in
-// one hour make 80 rows of all records but 4 in the account family, in
-// the hour's and the day's hash, which ModelTotals and Trend read.
-func TestAccountFamilySize(t *testing.T) {
+// checkFilter compares ModelTotals, Trend and SummarizeUsage with the
+// totals of recs for f.
+func checkFilter(t *testing.T, s *Store, recs []store.UsageRecord, f store.UsageFilter) {
+	t.Helper()
+	if got, want := readTotals(t, s, f), bruteTotals(s, recs, f); !got.equal(want) {
+		t.Errorf("filter %+v:\n got %v\nwant %v", f, got, want)
+	}
+	got, err := s.SummarizeUsage(t.Context(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := bruteSummary(recs, f); !reflect.DeepEqual(got, want) {
+		t.Errorf("summary of filter %+v:\n got %+v\nwant %+v", f, got, want)
+	}
+}
+
+// TestDerivedFamilySize: records of 20 keys × 2 accounts × 2 models in
+// one hour make 80 rows of all records but 4 in the account family and
+// 20 in the key-totals family, in the hour's and the day's hash, which
+// ModelTotals, Trend and SummarizeUsage read.
+func TestDerivedFamilySize(t *testing.T) {
 	s := openOn(t, redistest.Client(t))
 	ctx := t.Context()
 	var recs []store.UsageRecord
@@ -140,6 +156,8 @@ func TestAccountFamilySize(t *testing.T) {
 		{s.rollupBase(store.Hourly, famAll()) + fmt.Sprint(hour), 80},
 		{s.rollupBase(store.Hourly, famAcct()) + fmt.Sprint(hour), 4},
 		{s.rollupBase(store.Daily, famAcct()) + fmt.Sprint(day), 4},
+		{s.rollupBase(store.Hourly, famKeyTotals()) + fmt.Sprint(hour), 20},
+		{s.rollupBase(store.Daily, famKeyTotals()) + fmt.Sprint(day), 20},
 	} {
 		if n, err := s.rdb.HLen(ctx, c.hash).Result(); err != nil || n != c.want {
 			t.Errorf("HLEN %s = %d, %v; want %d", c.hash, n, err, c.want)
@@ -147,8 +165,6 @@ func TestAccountFamilySize(t *testing.T) {
 	}
 	for _, f := range []store.UsageFilter{{}, {AccountID: "acct-1"}, {Model: "model-0"}, {KeyID: "key-7"},
 		{From: usageBase.Add(5 * time.Second), To: usageBase.Add(time.Hour)}} {
-		if got, want := readTotals(t, s, f), bruteTotals(s, recs, f); !got.equal(want) {
-			t.Errorf("filter %+v:\n got %v\nwant %v", f, got, want)
-		}
+		checkFilter(t, s, recs, f)
 	}
 }
