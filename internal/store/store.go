@@ -129,8 +129,10 @@ type Usage interface {
 	// and with the same errors: f's totals per model, ordered by model.
 	// Without a KeyID it reads rollups kept per account and model over all
 	// keys, so its cost follows the periods, accounts and models in the
-	// span, not keys × accounts × models as SummarizeUsage's does: pages
-	// that show what was spent, not who spent it, use it.
+	// span. SummarizeUsage reads the same for its Accounts and Models, and
+	// rollups per key for its Keys, but when an account or model narrows
+	// the keys' totals only rollups per key, account and model can answer
+	// them: pages that show what was spent, not who spent it, use this.
 	ModelTotals(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 	// Trend returns f's totals per period of g: one row for each period
 	// with Period in [f.From, f.To) that holds records of f's KeyID,

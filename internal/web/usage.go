@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"html"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -23,8 +24,9 @@ import (
 // Pages move by keyset: the "next page" link carries the position of the
 // last record looked at (its time and Seq), never an offset, and nothing
 // counts the records of the filter, so the hundredth page costs what the
-// first does however large the log grows. Totals come from
-// SummarizeUsage, which reads the rollups.
+// first does however large the log grows. Totals and the trend come from
+// ModelTotals and Trend, which read rollups whose rows follow the periods,
+// accounts and models of the filter, not the records.
 
 const (
 	// usagePageSize is the number of records a page shows.
@@ -204,11 +206,36 @@ type usageOption struct {
 }
 
 // usageLine is one record as the table shows it.
+// Its cells are formatted here, once, rather than by template functions,
+// and its figures are written as ready cells: each value a template
+// prints costs an escaper call by reflection, and on a page of 50 lines
+// those calls were most of its time (docs/benchmarks.md).
 type usageLine struct {
-	store.UsageRecord
-	KeyName, AccountName string
-	CacheWrite           int64
-	OK                   bool
+	RequestID, KeyID, AccountID, KeyName, AccountName, Model, When string
+	Status                                                         int
+	OK, Aborted                                                    bool
+	// Figures are the cells of input, output, cache write and read,
+	// cost, latency and stream, escaped.
+	Figures template.HTML
+}
+
+// usageLineOf formats rec for v.
+func (c *Console) usageLineOf(v *view, names usageNames, rec store.UsageRecord) usageLine {
+	stream := v.T("common.no")
+	if rec.Stream {
+		stream = v.T("common.yes")
+	}
+	var b strings.Builder
+	for _, f := range [...]string{num(rec.Input), num(rec.Output), num(rec.CacheWrite5m + rec.CacheWrite1h),
+		num(rec.CacheRead), usd(rec.CostPico),
+		v.T("usage.ms", num(rec.LatencyMs)) + " / " + v.T("usage.ms", num(rec.FirstByteMs))} {
+		b.WriteString(`<td class="num">` + html.EscapeString(f) + `</td>`)
+	}
+	b.WriteString(`<td>` + html.EscapeString(stream) + `</td>`)
+	return usageLine{RequestID: rec.RequestID, KeyID: string(rec.KeyID), AccountID: string(rec.AccountID),
+		KeyName: names.key(v, rec.KeyID), AccountName: names.account(v, rec.AccountID), Model: rec.Model,
+		When: whenIn(rec.CreatedAt, c.o.Location), Status: rec.Status, OK: rec.Status >= 200 && rec.Status < 300,
+		Aborted: rec.ClientAborted, Figures: template.HTML(b.String())}
 }
 
 // usageClass is one token class of the cost breakdown.
@@ -340,26 +367,24 @@ func (c *Console) usageList(w http.ResponseWriter, r *http.Request, v *view) {
 		d.Next = u.link(Prefix+"/usage", next)
 	}
 	for _, rec := range recs {
-		d.Lines = append(d.Lines, usageLine{UsageRecord: rec, KeyName: names.key(v, rec.KeyID),
-			AccountName: names.account(v, rec.AccountID), CacheWrite: rec.CacheWrite5m + rec.CacheWrite1h,
-			OK: rec.Status >= 200 && rec.Status < 300})
+		d.Lines = append(d.Lines, c.usageLineOf(v, names, rec))
 	}
 
 	// Totals: the rollups keep no status, so a status filter is dropped
 	// there, and said so.
 	sf := store.UsageFilter{KeyID: u.f.KeyID, AccountID: u.f.AccountID, Model: u.f.Model, From: u.f.From, To: u.f.To}
 	d.StatusIgnored = u.f.Status != 0
-	sum, err := c.o.Store.SummarizeUsage(ctx, sf)
+	models, err := c.o.Store.ModelTotals(ctx, sf)
 	if err != nil && !errors.Is(err, store.ErrFilterUnsupported) {
 		c.fail(w, r, v, err)
 		return
 	}
-	for _, m := range sum.Models {
+	for _, m := range models {
 		d.Totals.Merge(m.Counters)
 		d.Models = append(d.Models, m.Model)
 	}
 	d.TotalTokens = tokens(d.Totals)
-	d.Classes = c.usageClasses(v, sum.Models, d.Totals.CostPico)
+	d.Classes = c.usageClasses(v, models, d.Totals.CostPico)
 	if c.o.Prices != nil {
 		for _, m := range c.o.Prices.Table().Models() {
 			if !slices.Contains(d.Models, m.ID) {
@@ -407,8 +432,8 @@ type usageDays struct {
 	TokensK     []float64 // thousands
 }
 
-// usageDaily reads the filter's daily trend from the daily rollups,
-// filtered here by key, account and model (the rollups keep no status).
+// usageDaily reads the filter's daily trend (Trend: whole days, from
+// rollups, which keep no status).
 // The span is the filter's, in whole days; without a start, the last
 // usageTrendDays days up to its end; never more than usageTrendMaxDays.
 func (c *Console) usageDaily(ctx context.Context, f store.UsageFilter) (usageDays, error) {
@@ -434,7 +459,8 @@ func (c *Console) usageDaily(ctx context.Context, f store.UsageFilter) (usageDay
 		index[day.Format(time.DateOnly)] = len(d.Labels)
 		d.Labels = append(d.Labels, day.Format("01-02"))
 	}
-	rows, err := c.o.Store.Rollups(ctx, store.Daily, d.First, d.Last.AddDate(0, 0, 1))
+	rows, err := c.o.Store.Trend(ctx, store.Daily, store.UsageFilter{KeyID: f.KeyID, AccountID: f.AccountID,
+		Model: f.Model, From: d.First, To: d.Last.AddDate(0, 0, 1)})
 	if err != nil {
 		return d, err
 	}
@@ -442,10 +468,6 @@ func (c *Console) usageDaily(ctx context.Context, f store.UsageFilter) (usageDay
 	d.Requests = make([]float64, len(d.Labels))
 	d.TokensK = make([]float64, len(d.Labels))
 	for _, ru := range rows {
-		if (f.KeyID != "" && ru.KeyID != f.KeyID) || (f.AccountID != "" && ru.AccountID != f.AccountID) ||
-			(f.Model != "" && ru.Model != f.Model) {
-			continue
-		}
 		i, ok := index[ru.Period.In(loc).Format(time.DateOnly)]
 		if !ok {
 			continue
