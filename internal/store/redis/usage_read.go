@@ -141,22 +141,15 @@ func (s *Store) readUsage(ctx context.Context, reads []usageRead) ([]rollupRow, 
 	return rows, recs, nil
 }
 
-// usageDims names the totals spanTotals keeps apart.
-type usageDims struct {
-	key     store.KeyID
-	account store.AccountID
-	model   string
-}
-
 // famDims is d as the rows of family fam name it: the account family's
 // name no key, the key-totals family's the key alone, the others all
 // three.
-func famDims(fam string, d usageDims) usageDims {
+func famDims(fam string, d store.UsageRow) store.UsageRow {
 	switch fam {
 	case famAcct():
-		d.key = ""
+		d.KeyID = ""
 	case famKeyTotals():
-		d.account, d.model = "", ""
+		d.AccountID, d.Model = "", ""
 	}
 	return d
 }
@@ -174,17 +167,17 @@ func famDims(fam string, d usageDims) usageDims {
 // family one that names no key, the key-totals family one that names no
 // account and no model. Rollups keep no status: a Status filter is
 // refused.
-func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fams ...string) ([]map[usageDims]*store.Counters, error) {
+func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fams ...string) ([]store.UsageTotals, error) {
 	if f.Status != 0 || f.Before != nil {
 		return nil, fmt.Errorf("status or cursor: %w", store.ErrFilterUnsupported)
 	}
-	named := usageDims{f.KeyID, f.AccountID, f.Model}
-	sums := make([]map[usageDims]*store.Counters, len(fams))
+	named := store.UsageRow{KeyID: f.KeyID, AccountID: f.AccountID, Model: f.Model}
+	sums := make([]store.UsageTotals, len(fams))
 	for i, fam := range fams {
 		if famDims(fam, named) != named {
 			return nil, fmt.Errorf("rollup family %q cannot answer filter %+v", fam, named)
 		}
-		sums[i] = map[usageDims]*store.Counters{}
+		sums[i] = store.UsageTotals{}
 	}
 	whole := filterSpan(f)
 	if whole.lo >= whole.hi {
@@ -212,28 +205,28 @@ func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fams ...str
 	if err != nil {
 		return nil, err
 	}
-	in := func(d usageDims) bool {
-		return (f.KeyID == "" || d.key == f.KeyID) && (f.AccountID == "" || d.account == f.AccountID) &&
-			(f.Model == "" || d.model == f.Model)
+	in := func(d store.UsageRow) bool {
+		return (f.KeyID == "" || d.KeyID == f.KeyID) && (f.AccountID == "" || d.AccountID == f.AccountID) &&
+			(f.Model == "" || d.Model == f.Model)
 	}
 	for _, r := range rows {
 		if r.read >= len(famOf) {
 			return nil, fmt.Errorf("%w: rollup rows from read %d of records", errReply, r.read)
 		}
-		if d := (usageDims{r.key, r.account, r.model}); in(d) {
+		if d := (store.UsageRow{KeyID: r.key, AccountID: r.account, Model: r.model}); in(d) {
 			i := famOf[r.read]
-			merge(sums[i], famDims(fams[i], d), r.Counters)
+			sums[i].Add(famDims(fams[i], d), r.Counters)
 		}
 	}
 	for _, r := range recs {
-		d := usageDims{r.KeyID, r.AccountID, r.Model}
+		d := store.UsageRow{KeyID: r.KeyID, AccountID: r.AccountID, Model: r.Model}
 		if !in(d) {
 			continue
 		}
 		var c store.Counters
 		c.Add(r)
 		for i, fam := range fams {
-			merge(sums[i], famDims(fam, d), c)
+			sums[i].Add(famDims(fam, d), c)
 		}
 	}
 	return sums, nil
@@ -268,9 +261,9 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 	}
 	who, where := sums[0], sums[len(sums)-1]
 	return store.UsageSummary{
-		Keys:     sumBy(who, func(d usageDims) store.UsageRow { return store.UsageRow{KeyID: d.key} }),
-		Accounts: sumBy(where, func(d usageDims) store.UsageRow { return store.UsageRow{AccountID: d.account} }),
-		Models:   perModel(where),
+		Keys:     who.Rows(store.ByKey),
+		Accounts: where.Rows(store.ByAccount),
+		Models:   where.Rows(store.ByModel),
 	}, nil
 }
 
@@ -286,31 +279,7 @@ func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.U
 	if err != nil {
 		return nil, fmt.Errorf("redis: model totals: %w", err)
 	}
-	return perModel(sums[0]), nil
-}
-
-// perModel sums totals per model, ordered by model.
-func perModel(totals map[usageDims]*store.Counters) []store.UsageRow {
-	return sumBy(totals, func(d usageDims) store.UsageRow { return store.UsageRow{Model: d.model} })
-}
-
-// sumBy sums totals into rows, a row per name (the row without its
-// counters) that name gives the totals' dims, ordered by name; nil when
-// there are none.
-func sumBy(totals map[usageDims]*store.Counters, name func(usageDims) store.UsageRow) []store.UsageRow {
-	by := map[store.UsageRow]*store.Counters{}
-	for d, c := range totals {
-		merge(by, name(d), *c)
-	}
-	var rows []store.UsageRow
-	for r, c := range by {
-		r.Counters = *c
-		rows = append(rows, r)
-	}
-	slices.SortFunc(rows, func(a, b store.UsageRow) int {
-		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Model, b.Model))
-	})
-	return rows
+	return sums[0].Rows(store.ByModel), nil
 }
 
 func merge[K comparable](m map[K]*store.Counters, k K, c store.Counters) {

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -25,7 +24,7 @@ import (
 // usage_rollups only when an account or model narrows the keys' totals).
 func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.UsageSummary, error) {
 	var sum store.UsageSummary
-	var keys, rest map[usageDims]store.Counters
+	var keys, rest store.UsageTotals
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if f.KeyID != "" {
@@ -46,9 +45,7 @@ func (s *Store) SummarizeUsage(ctx context.Context, f store.UsageFilter) (store.
 	if err != nil {
 		return sum, fmt.Errorf("sqlite: summarize usage: %w", err)
 	}
-	sum.Keys = rowsBy(keys, func(d usageDims) store.UsageRow { return store.UsageRow{KeyID: d.key} })
-	sum.Accounts = rowsBy(rest, func(d usageDims) store.UsageRow { return store.UsageRow{AccountID: d.account} })
-	sum.Models = rowsBy(rest, func(d usageDims) store.UsageRow { return store.UsageRow{Model: d.model} })
+	sum.Keys, sum.Accounts, sum.Models = keys.Rows(store.ByKey), rest.Rows(store.ByAccount), rest.Rows(store.ByModel)
 	return sum, nil
 }
 
@@ -60,7 +57,7 @@ func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.U
 	if f.KeyID == "" {
 		l = byAccount
 	}
-	var totals map[usageDims]store.Counters
+	var totals store.UsageTotals
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		totals, err = s.totals(ctx, tx, f, l)
@@ -69,40 +66,14 @@ func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.U
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: model totals: %w", err)
 	}
-	return rowsBy(totals, func(d usageDims) store.UsageRow { return store.UsageRow{Model: d.model} }), nil
-}
-
-// rowsBy sums totals into the rows row names, ordered by key, account and
-// model.
-func rowsBy(totals map[usageDims]store.Counters, row func(usageDims) store.UsageRow) []store.UsageRow {
-	m := map[store.UsageRow]*store.Counters{}
-	for d, c := range totals {
-		mergeInto(m, row(d), c)
-	}
-	rows := make([]store.UsageRow, 0, len(m))
-	for r, c := range m {
-		r.Counters = *c
-		rows = append(rows, r)
-	}
-	slices.SortFunc(rows, func(a, b store.UsageRow) int {
-		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Model, b.Model))
-	})
-	return rows
-}
-
-// usageDims names a total: key, account and model, each empty where the
-// level read does not keep it.
-type usageDims struct {
-	key     store.KeyID
-	account store.AccountID
-	model   string
+	return totals.Rows(store.ByModel), nil
 }
 
 // totals sums the records of f per (key, account, model) as level l
 // keeps them, planned by summaryPlan: rollups of l for whole days and
 // hours, records for the rest, summed the same way. l must keep every
 // dimension f narrows.
-func (s *Store) totals(ctx context.Context, tx *sql.Tx, f store.UsageFilter, l level) (map[usageDims]store.Counters, error) {
+func (s *Store) totals(ctx context.Context, tx *sql.Tx, f store.UsageFilter, l level) (store.UsageTotals, error) {
 	if f.Status != 0 || f.Before != nil {
 		return nil, fmt.Errorf("status or cursor: %w", store.ErrFilterUnsupported)
 	}
@@ -113,7 +84,7 @@ func (s *Store) totals(ctx context.Context, tx *sql.Tx, f store.UsageFilter, l l
 	if !f.To.IsZero() {
 		whole.hi = ms(f.To)
 	}
-	totals := map[usageDims]store.Counters{}
+	totals := store.UsageTotals{}
 	if whole.lo >= whole.hi {
 		return totals, nil
 	}
@@ -168,16 +139,16 @@ func (s *Store) totals(ctx context.Context, tx *sql.Tx, f store.UsageFilter, l l
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			d                usageDims
+			d                store.UsageRow
 			keyID, accountID string
 			c                store.Counters
 		)
-		if err := rows.Scan(&keyID, &accountID, &d.model, &c.Requests, &c.Input, &c.Output,
+		if err := rows.Scan(&keyID, &accountID, &d.Model, &c.Requests, &c.Input, &c.Output,
 			&c.CacheWrite5m, &c.CacheWrite1h, &c.CacheRead, &c.CostPico, &c.RatedPico); err != nil {
 			return nil, err
 		}
-		d.key, d.account = store.KeyID(keyID), store.AccountID(accountID)
-		totals[d] = c
+		d.KeyID, d.AccountID = store.KeyID(keyID), store.AccountID(accountID)
+		totals.Add(d, c)
 	}
 	return totals, rows.Err()
 }
@@ -250,15 +221,6 @@ func (s *Store) Trend(ctx context.Context, g store.Granularity, f store.UsageFil
 		return nil, fmt.Errorf("sqlite: trend: %w", err)
 	}
 	return out, nil
-}
-
-func mergeInto[K comparable](m map[K]*store.Counters, k K, c store.Counters) {
-	t := m[k]
-	if t == nil {
-		t = &store.Counters{}
-		m[k] = t
-	}
-	t.Merge(c)
 }
 
 // span is [lo, hi) in unix ms; math.MinInt64 and math.MaxInt64 leave an
