@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -183,7 +184,17 @@ func (r *Relay) geminiRequest(ctx context.Context, req *http.Request, c *call, a
 		if err != nil {
 			return nil, rest("cannot open credentials: " + err.Error())
 		}
-		up, err := gemini.APIKeyRequest(ctx, req.Header, orDefault(acct.BaseURL, r.cfg.GeminiBaseURL), c.path, query, string(key), body)
+		path := c.path
+		if m, renamed := mappedModel(c, acct); renamed {
+			// The native API reads the model from the path, not the body.
+			var ok bool
+			if path, ok = gemini.RenameNativePath(c.path, m); !ok {
+				o := provider.Outcome{Kind: provider.ClientError, Status: http.StatusBadRequest,
+					Reason: fmt.Sprintf("the account serves %s as %q, which is not a Gemini model id", c.model, m)}
+				return nil, &o
+			}
+		}
+		up, err := gemini.APIKeyRequest(ctx, req.Header, orDefault(acct.BaseURL, r.cfg.GeminiBaseURL), path, query, string(key), body)
 		if err != nil {
 			return nil, rest("bad base URL: " + err.Error())
 		}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -191,5 +193,55 @@ func onboardGoogle(t *testing.T, dir string, google *fakeupstream.GoogleOAuth, e
 	testkit.MustJSON(t, oauthCLI("accounts", "oauth", "finish", st.SessionID, "--code", code, "--json"), &acct)
 	if acct.Platform != "gemini" || acct.Type != "oauth" {
 		t.Fatalf("onboarded %+v, want a gemini oauth account", acct)
+	}
+}
+
+// TestGeminiNativeModelMapping: a Gemini API-key account that serves a
+// model under another name (`--models team-flash=gemini-2.5-flash`) gets
+// that name where the native API reads it, in the path, on the plain and
+// the streamed route; a model outside the account's list is refused
+// without reaching it.
+func TestGeminiNativeModelMapping(t *testing.T) {
+	t.Parallel()
+	fake := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{APIKeys: []string{upstreamGeminiKey}})
+	dir := t.TempDir()
+	crsCLI(t, dir, upstreamGeminiKey+"\n", "accounts", "add", "--platform", "gemini", "--type", "api-key",
+		"--name", "gm", "--api-key", "-", "--base-url", fake.URL(), "--models", "team-flash=gemini-2.5-flash", "--json")
+	_, key := createKey(t, dir, "gemini")
+	srv := startCRS(t, dir)
+
+	body := `{"contents":[{"role":"user","parts":[{"text":"say pong"}]}]}`
+	for _, tc := range []struct{ action, query, upstream string }{
+		{"generateContent", "", "/v1beta/models/gemini-2.5-flash:generateContent"},
+		{"streamGenerateContent", "?alt=sse", "/v1beta/models/gemini-2.5-flash:streamGenerateContent"},
+	} {
+		fake.Reset()
+		req, _ := http.NewRequest(http.MethodPost, srv.url+"/gemini/v1beta/models/team-flash:"+tc.action+tc.query, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Goog-Api-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.action, resp.StatusCode, got)
+		}
+		if p := paths(fake.Requests()); len(p) != 1 || !strings.HasPrefix(p[0], "POST "+tc.upstream) {
+			t.Errorf("%s: upstream saw %q, want one request to %s", tc.action, p, tc.upstream)
+		}
+	}
+
+	fake.Reset()
+	req, _ := http.NewRequest(http.MethodPost, srv.url+"/gemini/v1beta/models/gemini-2.5-pro:generateContent", strings.NewReader(body))
+	req.Header.Set("X-Goog-Api-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || len(fake.Requests()) != 0 {
+		t.Errorf("a model the account does not list: %d, upstream saw %q; want refused before the upstream", resp.StatusCode, paths(fake.Requests()))
 	}
 }

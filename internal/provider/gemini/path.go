@@ -46,6 +46,19 @@ func ParseNativePath(path string) (version, model, action string, ok bool) {
 	return "", "", "", false
 }
 
+// RenameNativePath is path, a native request's path as ParseNativePath
+// takes it, naming model instead: an account that serves a requested
+// model under another name is sent that name where the native API reads
+// it, in the path. ok is false when path is not a native path or model is
+// not a plain model id (which keeps it from reshaping the URL).
+func RenameNativePath(path, model string) (string, bool) {
+	version, _, action, ok := ParseNativePath(path)
+	if !ok || !validModel(model) {
+		return "", false
+	}
+	return "/" + version + "/models/" + model + ":" + action, true
+}
+
 // validModel reports whether s is a plain model id.
 func validModel(s string) bool {
 	if s == "" || !isAlnum(s[0]) {

@@ -96,3 +96,28 @@ func FuzzParsePaths(f *testing.F) {
 		}
 	})
 }
+
+func TestRenameNativePath(t *testing.T) {
+	tests := []struct {
+		path, model, want string
+		ok                bool
+	}{
+		{"/v1beta/models/team-flash:generateContent", "gemini-2.5-flash", "/v1beta/models/gemini-2.5-flash:generateContent", true},
+		{"/v1/models/a:streamGenerateContent", "gemini-2.5-pro", "/v1/models/gemini-2.5-pro:streamGenerateContent", true},
+		{"/v1beta/models/a:countTokens", "b_1.5", "/v1beta/models/b_1.5:countTokens", true},
+		// A mapped name that would reshape the URL is refused.
+		{"/v1beta/models/a:generateContent", "models/b", "", false},
+		{"/v1beta/models/a:generateContent", "b:streamGenerateContent", "", false},
+		{"/v1beta/models/a:generateContent", "../b", "", false},
+		{"/v1beta/models/a:generateContent", "", "", false},
+		// Not a native path.
+		{"/v1internal:generateContent", "b", "", false},
+		{"/v1beta/models/a:embedContent", "b", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := RenameNativePath(tt.path, tt.model)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("RenameNativePath(%q, %q) = %q, %v; want %q, %v", tt.path, tt.model, got, ok, tt.want, tt.ok)
+		}
+	}
+}
