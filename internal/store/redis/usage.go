@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -437,40 +436,19 @@ func (s *Store) dayStart(t time.Time) int64 {
 	return time.Date(y, m, d, 0, 0, 0, 0, s.loc).UnixMilli()
 }
 
-// Unbounded ends of a span of milliseconds.
-const (
-	negInf = math.MinInt64
-	posInf = math.MaxInt64
-)
-
-// span is [lo, hi) in ms; negInf and posInf leave an end open.
-type span struct{ lo, hi int64 }
-
-// filterSpan is the time span of f.
-func filterSpan(f store.UsageFilter) span {
-	sp := span{negInf, posInf}
-	if !f.From.IsZero() {
-		sp.lo = f.From.UnixMilli()
-	}
-	if !f.To.IsZero() {
-		sp.hi = f.To.UnixMilli()
-	}
-	return sp
-}
-
-// min and max are the span's bounds for ZRANGEBYSCORE.
-func (sp span) min() string {
-	if sp.lo == negInf {
+// zmin and zmax are sp's bounds for ZRANGEBYSCORE.
+func zmin(sp store.Span) string {
+	if sp.Lo == store.OpenStart {
 		return "-inf"
 	}
-	return strconv.FormatInt(sp.lo, 10)
+	return strconv.FormatInt(sp.Lo, 10)
 }
 
-func (sp span) max() string {
-	if sp.hi == posInf {
+func zmax(sp store.Span) string {
+	if sp.Hi == store.OpenEnd {
 		return "+inf"
 	}
-	return "(" + strconv.FormatInt(sp.hi, 10)
+	return "(" + strconv.FormatInt(sp.Hi, 10)
 }
 
 // recordVersion leads an encoded record, so a later layout can read old

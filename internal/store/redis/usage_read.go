@@ -63,12 +63,12 @@ return {rollups, records}
 type usageRead struct {
 	kind string // "r" or "l"
 	set  string // the sorted set to range over
-	sp   span
+	sp   store.Span
 	base string // "r": the rollup hashes' name before the period
 }
 
 // rollupRead reads the rollups of g in family fam with periods in sp.
-func (s *Store) rollupRead(g store.Granularity, fam string, sp span) usageRead {
+func (s *Store) rollupRead(g store.Granularity, fam string, sp store.Span) usageRead {
 	return usageRead{"r", s.rollupPeriods(g), sp, s.rollupBase(g, fam)}
 }
 
@@ -89,7 +89,7 @@ func (s *Store) readUsage(ctx context.Context, reads []usageRead) ([]rollupRow, 
 	args := make([]any, 0, 5*len(reads))
 	for _, r := range reads {
 		keys = append(keys, r.set)
-		args = append(args, r.kind, len(keys), r.sp.min(), r.sp.max(), r.base)
+		args = append(args, r.kind, len(keys), zmin(r.sp), zmax(r.sp), r.base)
 	}
 	res, err := readUsageScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
@@ -179,11 +179,11 @@ func (s *Store) spanTotals(ctx context.Context, f store.UsageFilter, fams ...str
 		}
 		sums[i] = store.UsageTotals{}
 	}
-	whole := filterSpan(f)
-	if whole.lo >= whole.hi {
+	whole := f.Span()
+	if whole.Lo >= whole.Hi {
 		return sums, nil
 	}
-	days, hours, partial := s.summaryPlan(whole)
+	days, hours, partial := store.PlanSummary(whole, s.loc)
 	var (
 		reads []usageRead
 		famOf []int // the family of each rollup read, by its place in reads
@@ -291,77 +291,6 @@ func merge[K comparable](m map[K]*store.Counters, k K, c store.Counters) {
 	t.Merge(c)
 }
 
-// summaryPlan splits whole into the spans of whole days (read from daily
-// rollups), of whole hours (hourly rollups) and the rest (records). The
-// parts are disjoint and cover whole, so every record is counted once.
-// Days of a zone off the hour (UTC+05:45) start inside a UTC hour; the
-// hours and records then fill in around them.
-func (s *Store) summaryPlan(whole span) (days, hours, partial []span) {
-	edges := []span{whole}
-	if d0, d1 := s.ceilDay(whole.lo), s.floorDay(whole.hi); d0 < d1 {
-		days = []span{{d0, d1}}
-		edges = []span{{whole.lo, d0}, {d1, whole.hi}}
-	}
-	for _, e := range edges {
-		if e.lo >= e.hi {
-			continue
-		}
-		h0, h1 := ceilHour(e.lo), floorHour(e.hi)
-		if h0 >= h1 {
-			partial = append(partial, e)
-			continue
-		}
-		hours = append(hours, span{h0, h1})
-		for _, p := range [...]span{{e.lo, h0}, {h1, e.hi}} {
-			if p.lo < p.hi {
-				partial = append(partial, p)
-			}
-		}
-	}
-	return days, hours, partial
-}
-
-const hourMs = int64(time.Hour / time.Millisecond)
-
-// floorHour is the start of the UTC hour holding ms; ceilHour the first
-// hour start at or after ms. Open ends stay open.
-func floorHour(ms int64) int64 {
-	if ms == negInf || ms == posInf {
-		return ms
-	}
-	h := ms / hourMs * hourMs
-	if h > ms {
-		h -= hourMs
-	}
-	return h
-}
-
-func ceilHour(ms int64) int64 {
-	h := floorHour(ms)
-	if h == ms {
-		return ms
-	}
-	return h + hourMs
-}
-
-// floorDay is the start of the store-zone day holding ms; ceilDay the first
-// day start at or after ms. Open ends stay open.
-func (s *Store) floorDay(ms int64) int64 {
-	if ms == negInf || ms == posInf {
-		return ms
-	}
-	return s.dayStart(time.UnixMilli(ms))
-}
-
-func (s *Store) ceilDay(ms int64) int64 {
-	d := s.floorDay(ms)
-	if d == ms {
-		return ms
-	}
-	y, m, day := time.UnixMilli(d).In(s.loc).Date()
-	return time.Date(y, m, day+1, 0, 0, 0, 0, s.loc).UnixMilli()
-}
-
 // Rollups returns rollup rows of granularity g with Period in [from, to),
 // ordered by period, key, account and model, in one round trip. A zero to
 // means no upper bound. Hourly periods are in UTC, daily ones in the
@@ -370,14 +299,8 @@ func (s *Store) Rollups(ctx context.Context, g store.Granularity, from, to time.
 	if g != store.Hourly && g != store.Daily {
 		return nil, fmt.Errorf("redis: rollups: unknown granularity %q", g)
 	}
-	sp := span{from.UnixMilli(), posInf}
-	if from.IsZero() {
-		sp.lo = negInf
-	}
-	if !to.IsZero() {
-		sp.hi = to.UnixMilli()
-	}
-	if sp.lo >= sp.hi {
+	sp := store.UsageFilter{From: from, To: to}.Span()
+	if sp.Lo >= sp.Hi {
 		return nil, nil
 	}
 	rows, _, err := s.readUsage(ctx, []usageRead{s.rollupRead(g, famAll(), sp)})
@@ -407,8 +330,8 @@ func (s *Store) Trend(ctx context.Context, g store.Granularity, f store.UsageFil
 	if f.Status != 0 || f.Before != nil {
 		return nil, fmt.Errorf("redis: trend: status or cursor: %w", store.ErrFilterUnsupported)
 	}
-	sp := filterSpan(f)
-	if sp.lo >= sp.hi {
+	sp := f.Span()
+	if sp.Lo >= sp.Hi {
 		return nil, nil
 	}
 	fam := famAcct()

@@ -7,7 +7,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/crs-relay/crs/internal/store"
 )
@@ -70,22 +69,16 @@ func (s *Store) ModelTotals(ctx context.Context, f store.UsageFilter) ([]store.U
 }
 
 // totals sums the records of f per (key, account, model) as level l
-// keeps them, planned by summaryPlan: rollups of l for whole days and
+// keeps them, planned by store.PlanSummary: rollups of l for whole days and
 // hours, records for the rest, summed the same way. l must keep every
 // dimension f narrows.
 func (s *Store) totals(ctx context.Context, tx *sql.Tx, f store.UsageFilter, l level) (store.UsageTotals, error) {
 	if f.Status != 0 || f.Before != nil {
 		return nil, fmt.Errorf("status or cursor: %w", store.ErrFilterUnsupported)
 	}
-	whole := span{math.MinInt64, math.MaxInt64}
-	if !f.From.IsZero() {
-		whole.lo = ms(f.From)
-	}
-	if !f.To.IsZero() {
-		whole.hi = ms(f.To)
-	}
+	whole := f.Span()
 	totals := store.UsageTotals{}
-	if whole.lo >= whole.hi {
+	if whole.Lo >= whole.Hi {
 		return totals, nil
 	}
 
@@ -115,17 +108,17 @@ func (s *Store) totals(ctx context.Context, tx *sql.Tx, f store.UsageFilter, l l
 		parts = append(parts, sel+where(append(conds, dims...)))
 		args = append(append(args, a...), dimArgs...)
 	}
-	days, hours, partial := s.summaryPlan(whole)
+	days, hours, partial := store.PlanSummary(whole, s.loc)
 	for _, g := range []struct {
 		name  store.Granularity
-		spans []span
+		spans []store.Span
 	}{{store.Daily, days}, {store.Hourly, hours}} {
 		for _, sp := range g.spans {
-			add(rollups, []string{"granularity = ?", "period >= ?", "period < ?"}, string(g.name), sp.lo, sp.hi)
+			add(rollups, []string{"granularity = ?", "period >= ?", "period < ?"}, string(g.name), sp.Lo, sp.Hi)
 		}
 	}
 	for _, sp := range partial {
-		add(records, []string{"created_at >= ?", "created_at < ?"}, sp.lo, sp.hi)
+		add(records, []string{"created_at >= ?", "created_at < ?"}, sp.Lo, sp.Hi)
 	}
 
 	rows, err := tx.QueryContext(ctx, `SELECT key_id, account_id, model, SUM(requests), SUM(input),
@@ -226,79 +219,3 @@ func (s *Store) Trend(ctx context.Context, g store.Granularity, f store.UsageFil
 // span is [lo, hi) in unix ms; math.MinInt64 and math.MaxInt64 leave an
 // end open.
 type span struct{ lo, hi int64 }
-
-// summaryPlan splits whole into the spans of whole days (read from daily
-// rollups), of whole hours (hourly rollups) and the rest (records). The
-// parts are disjoint and cover whole, so every record is counted once.
-// Days of a zone off the hour (UTC+05:45) start inside a UTC hour; the
-// hours and records then fill in around them. The shared store plans its
-// summaries the same way.
-func (s *Store) summaryPlan(whole span) (days, hours, partial []span) {
-	edges := []span{whole}
-	if d0, d1 := s.ceilDay(whole.lo), s.floorDay(whole.hi); d0 < d1 {
-		days = []span{{d0, d1}}
-		edges = []span{{whole.lo, d0}, {d1, whole.hi}}
-	}
-	for _, e := range edges {
-		if e.lo >= e.hi {
-			continue
-		}
-		h0, h1 := ceilHour(e.lo), floorHour(e.hi)
-		if h0 >= h1 {
-			partial = append(partial, e)
-			continue
-		}
-		hours = append(hours, span{h0, h1})
-		for _, p := range [...]span{{e.lo, h0}, {h1, e.hi}} {
-			if p.lo < p.hi {
-				partial = append(partial, p)
-			}
-		}
-	}
-	return days, hours, partial
-}
-
-const hourMs = int64(time.Hour / time.Millisecond)
-
-// open reports whether ms is an open end of a span.
-func open(ms int64) bool { return ms == math.MinInt64 || ms == math.MaxInt64 }
-
-// floorHour is the start of the UTC hour holding ms; ceilHour the first
-// hour start at or after ms. Open ends stay open.
-func floorHour(ms int64) int64 {
-	if open(ms) {
-		return ms
-	}
-	h := ms / hourMs * hourMs
-	if h > ms {
-		h -= hourMs
-	}
-	return h
-}
-
-func ceilHour(ms int64) int64 {
-	h := floorHour(ms)
-	if h == ms {
-		return ms
-	}
-	return h + hourMs
-}
-
-// floorDay is the start of the store-zone day holding ms; ceilDay the first
-// day start at or after ms. Open ends stay open.
-func (s *Store) floorDay(ms int64) int64 {
-	if open(ms) {
-		return ms
-	}
-	day, _ := dayBucket(time.UnixMilli(ms), s.loc)
-	return day.UnixMilli()
-}
-
-func (s *Store) ceilDay(ms int64) int64 {
-	d := s.floorDay(ms)
-	if d == ms {
-		return ms
-	}
-	y, m, day := time.UnixMilli(d).In(s.loc).Date()
-	return time.Date(y, m, day+1, 0, 0, 0, 0, s.loc).UnixMilli()
-}
