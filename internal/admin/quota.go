@@ -74,11 +74,6 @@ func (c *quotaCache) put(v AccountUsageView, now time.Time) {
 	c.m[v.AccountID] = v
 }
 
-// errNoUsageAccess is the answer for a token that may only send messages.
-func errNoUsageAccess(why string) error {
-	return invalid("account", "%s, so it cannot read the subscription's usage; onboard the account with kind oauth (crs accounts oauth start) to see its quota", why)
-}
-
 // AccountUsage fetches the live 5-hour and 7-day utilization of a Claude
 // subscription account from Anthropic's usage endpoint, through the
 // account's proxy, and caches the answer for QuotaCacheTTL. It uses the
@@ -95,7 +90,7 @@ func (s *Service) AccountUsage(ctx context.Context, id store.AccountID) (Account
 		return AccountUsageView{}, invalid("account", "usage is only available for Claude subscription accounts (type oauth); this is a %s %s account", a.Platform, a.Type)
 	}
 	if a.Type == store.TypeSetupToken {
-		return AccountUsageView{}, errNoUsageAccess("a setup-token account's token only has the user:inference scope")
+		return AccountUsageView{}, invalid("account", "a setup-token account's token only has the user:inference scope, so it cannot read the subscription's usage; onboard the account with kind oauth (crs accounts oauth start) to see its quota")
 	}
 	now := s.now()
 	if v, ok := s.quota.get(a.ID, now); ok {
@@ -106,7 +101,7 @@ func (s *Service) AccountUsage(ctx context.Context, id store.AccountID) (Account
 		return AccountUsageView{}, fmt.Errorf("account %s: %w", a.ID, err)
 	}
 	if len(cred.Scopes) > 0 && !slices.Contains(cred.Scopes, "user:profile") {
-		return AccountUsageView{}, errNoUsageAccess("this account's token lacks the user:profile scope")
+		return AccountUsageView{}, invalid("account", "this account's token lacks the user:profile scope, so it cannot read the subscription's usage; onboard the account with kind oauth (crs accounts oauth start) to see its quota")
 	}
 	if !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt) {
 		return AccountUsageView{}, invalid("account", "its access token expired at %s and has not been refreshed yet; the relay (crs serve) refreshes it ahead of use — check the account's status, then try again",
@@ -128,7 +123,7 @@ func (s *Service) AccountUsage(ctx context.Context, id store.AccountID) (Account
 	u, err := cl.Usage(ctx, cred.AccessToken)
 	switch {
 	case errors.Is(err, oauth.ErrForbidden):
-		return AccountUsageView{}, errNoUsageAccess("the usage endpoint refused this account's token (HTTP 403)")
+		return AccountUsageView{}, invalid("account", "the usage endpoint refused this account's token (HTTP 403), so it cannot read the subscription's usage; onboard the account with kind oauth (crs accounts oauth start) to see its quota")
 	case errors.Is(err, oauth.ErrUnauthorized):
 		return AccountUsageView{}, &OAuthError{Step: "usage", Err: fmt.Errorf("the account's access token was refused (revoked or expired); check the account's status: %w", err)}
 	case err != nil:

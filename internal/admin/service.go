@@ -48,14 +48,27 @@ func (s *Service) now() time.Time {
 // of the offending field (the CLI turns it into its flag name), so every
 // front end can tell the user exactly what to fix.
 type InvalidError struct {
-	Field  string
+	Field string
+	// Reason is the English sentence the CLI and the JSON API show.
 	Reason string
+	// Format and Args are what Reason was made of, fmt.Sprintf(Format,
+	// Args...), kept so a front end in another language can look the
+	// format up in its own catalog and render the reason in its words
+	// (the web console does; its tests read every format of this package,
+	// so a new or changed one fails there until it is translated). An
+	// empty Format means Reason is all there is: the error was built by
+	// hand, not by invalid.
+	Format string
+	Args   []any
 }
 
 func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
 
+// invalid is the one way this package refuses input. format must be a
+// string literal: the console's completeness test finds the formats by
+// reading the calls.
 func invalid(field, format string, args ...any) error {
-	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...), Format: format, Args: args}
 }
 
 // IsInvalid reports whether err is (or wraps) an *InvalidError.

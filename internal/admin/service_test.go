@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -379,5 +381,24 @@ func TestBootstrapRaceCreatesOneAdmin(t *testing.T) {
 	}
 	if winners != 1 {
 		t.Errorf("%d instances created the admin, want 1", winners)
+	}
+}
+
+// TestInvalidErrorKeepsItsFormat: a refusal reads in English as it always
+// has, for the CLI and the JSON API, and carries the format and arguments
+// it was made of, so the console can say it in another language.
+func TestInvalidErrorKeepsItsFormat(t *testing.T) {
+	e := newTestEnv(t)
+	_, _, err := e.svc.CreateKey(context.Background(), KeyInput{Name: "k", Tags: []string{strings.Repeat("t", maxTagLen+1)}})
+	var inv *InvalidError
+	if !errors.As(err, &inv) {
+		t.Fatalf("long tag: %v", err)
+	}
+	reason := fmt.Sprintf("tag %q is longer than %d characters", strings.Repeat("t", maxTagLen+1), maxTagLen)
+	if inv.Error() != "tags: "+reason || inv.Reason != reason {
+		t.Errorf("English changed: %q", inv.Error())
+	}
+	if inv.Format != "tag %q is longer than %d characters" || fmt.Sprintf(inv.Format, inv.Args...) != inv.Reason {
+		t.Errorf("format %q with %v does not make the reason %q", inv.Format, inv.Args, inv.Reason)
 	}
 }
