@@ -52,26 +52,46 @@ const testPrompt = "Reply with a short greeting of at most five words."
 // the test is not recorded as usage or charged to any quota — the output
 // says so. The error, when the test fails, says why in words safe to show
 // an admin; neither it nor w ever carries a key, token or proxy password.
+//
+// The words are English; TestAccountSaying is the same test in other
+// words.
 func (r *Relay) TestAccount(ctx context.Context, id store.AccountID, w io.Writer) error {
+	return r.TestAccountSaying(ctx, id, w, fmt.Sprintf)
+}
+
+// TestAccountSaying is TestAccount with every line it writes and its error
+// rendered by say from an English format and its arguments; TestAccount
+// passes fmt.Sprintf. The console passes one that looks the format up in
+// its catalog, so the test speaks the page's language while the command
+// line stays English. The formats are the literals of this file's
+// printf, errorf and say calls, and only those: the console's tests read
+// them from here and fail on one without a translation. The answer's own
+// text is not passed to say. What say returns is scrubbed of the
+// account's secrets like everything else, so a translation that moves an
+// argument cannot show one. A nil say is fmt.Sprintf.
+func (r *Relay) TestAccountSaying(ctx context.Context, id store.AccountID, w io.Writer, say func(format string, args ...any) string) error {
+	if say == nil {
+		say = fmt.Sprintf
+	}
+	out := &testWriter{w: w, say: say}
 	acct, err := r.sched.Account(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no account %s", id)
+		return out.errorf("no account %s", id)
 	}
 	if err != nil {
-		return fmt.Errorf("cannot read the account: %w", err)
+		return out.errorf("cannot read the account: %v", err)
 	}
-	out := &testWriter{w: w}
 	out.forget(r.accountSecrets(acct)...)
-	c, err := r.testCall(acct)
+	c, err := r.testCall(out, acct)
 	if err != nil {
-		return err
+		return out.scrub(err)
 	}
-	model := c.model
 	if m, renamed := mappedModel(c, acct); renamed {
-		model += " (sent as " + m + ")"
+		out.printf("→ %s (sent as %s) via %s\n", c.model, m, acct.Name)
+	} else {
+		out.printf("→ %s via %s\n", c.model, acct.Name)
 	}
-	out.printf("→ %s via %s\n", model, acct.Name)
-	if note := r.testNote(acct); note != "" {
+	if note := r.testNote(out, acct); note != "" {
 		out.printf("(%s; tested anyway)\n", note)
 	}
 	start := time.Now()
@@ -86,7 +106,7 @@ func (r *Relay) TestAccount(ctx context.Context, id store.AccountID, w io.Writer
 		// The token was refused and has been replaced: once more with
 		// the stored new one.
 		if acct, err = r.sched.Account(ctx, id); err != nil {
-			return fmt.Errorf("cannot read the account: %w", err)
+			return out.scrub(out.errorf("cannot read the account: %v", err))
 		}
 		out.forget(r.accountSecrets(acct)...)
 		out.printf("(the access token was refused; it was refreshed, trying once more)\n")
@@ -95,7 +115,7 @@ func (r *Relay) TestAccount(ctx context.Context, id store.AccountID, w io.Writer
 
 // testCall builds the call of an account's test: the native route of its
 // pool, streamed, never metered.
-func (r *Relay) testCall(acct store.Account) (*call, error) {
+func (r *Relay) testCall(out *testWriter, acct store.Account) (*call, error) {
 	c := &call{platform: acct.Platform, header: http.Header{}, stream: true, start: r.now(), id: reqid.New()}
 	var def string
 	switch acct.Platform {
@@ -110,7 +130,7 @@ func (r *Relay) testCall(acct store.Account) (*call, error) {
 		c.d, def = r.gemini, testModelGemini
 		c.action = "streamGenerateContent"
 	default:
-		return nil, fmt.Errorf("crs cannot test %s accounts", acct.Platform)
+		return nil, out.errorf("crs cannot test %s accounts", acct.Platform)
 	}
 	c.model = testModel(acct.Options.Models, def)
 	upstream, _ := anthropic.ResolveModel(acct.Options.Models, c.model)
@@ -130,7 +150,7 @@ func (r *Relay) testCall(acct store.Account) (*call, error) {
 		c.body, err = geminiTestBody(upstream)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot build the test request: %w", err)
+		return nil, out.errorf("cannot build the test request: %v", err)
 	}
 	return c, nil
 }
@@ -195,19 +215,21 @@ func geminiTestBody(upstream string) ([]byte, error) {
 
 // testNote says why the account would not be scheduled now, if it would
 // not.
-func (r *Relay) testNote(acct store.Account) string {
+func (r *Relay) testNote(out *testWriter, acct store.Account) string {
 	now := r.now()
 	switch {
 	case acct.Disabled:
-		return "the account is disabled"
+		return out.say("the account is disabled")
 	case acct.Status(now) != store.AccountActive:
-		note := fmt.Sprintf("the account is resting (%s) until %s", acct.CooldownKind, acct.CooldownUntil.In(r.cfg.Location).Format(testTimeFormat))
+		kind, until := out.cooldownKind(acct.CooldownKind), acct.CooldownUntil.In(r.cfg.Location).Format(testTimeFormat)
 		if acct.CooldownReason != "" {
-			note += ": " + acct.CooldownReason
+			// The reason is the upstream's or the relay's own words,
+			// shown as they were recorded.
+			return out.say("the account is resting (%s) until %s: %s", kind, until, acct.CooldownReason)
 		}
-		return note
+		return out.say("the account is resting (%s) until %s", kind, until)
 	case acct.Unschedulable:
-		return "the account is kept out of scheduling"
+		return out.say("the account is kept out of scheduling")
 	}
 	return ""
 }
@@ -227,9 +249,9 @@ func (r *Relay) testOnce(ctx context.Context, out *testWriter, c *call, acct sto
 	up, o := c.d.build(ctx, req, c, acct)
 	if o != nil {
 		if ctx.Err() != nil {
-			return nil, stopped(ctx)
+			return nil, out.stopped(ctx)
 		}
-		return nil, errors.New("the account cannot be used: " + o.Reason)
+		return nil, out.errorf("the account cannot be used: %s", o.Reason)
 	}
 	for _, h := range []string{"Authorization", "X-Api-Key", "X-Goog-Api-Key"} {
 		out.forget(strings.TrimPrefix(up.Header.Get(h), "Bearer "))
@@ -237,23 +259,23 @@ func (r *Relay) testOnce(ctx context.Context, out *testWriter, c *call, acct sto
 	resp, err := client.Do(up)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, stopped(ctx)
+			return nil, out.stopped(ctx)
 		}
-		return nil, fmt.Errorf("could not reach the upstream: %w", err)
+		return nil, out.errorf("could not reach the upstream: %v", err)
 	}
 	defer resp.Body.Close()
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		o := c.d.classify(r.now(), resp.StatusCode, resp.Header, decoded(resp.Header, raw), c)
-		msg := fmt.Sprintf("the upstream answered %d after %s: %s", resp.StatusCode, seconds(time.Since(start)), o.Reason)
+		took := out.seconds(time.Since(start))
 		if o.Kind == provider.Failover && o.Cooldown != store.CooldownNone && o.Until.After(r.now()) {
 			// What the answer means for the account, which the test
 			// itself leaves alone.
-			msg += fmt.Sprintf(" (relayed traffic would rest the account until %s; this test did not)",
-				o.Until.In(r.cfg.Location).Format(testTimeFormat))
+			return &failure{outcome: o, account: acct}, out.errorf("the upstream answered %d after %s: %s (relayed traffic would rest the account until %s; this test did not)",
+				resp.StatusCode, took, o.Reason, o.Until.In(r.cfg.Location).Format(testTimeFormat))
 		}
-		return &failure{outcome: o, account: acct}, errors.New(msg)
+		return &failure{outcome: o, account: acct}, out.errorf("the upstream answered %d after %s: %s", resp.StatusCode, took, o.Reason)
 	}
 
 	var tk pricing.Tokens
@@ -268,22 +290,25 @@ func (r *Relay) testOnce(ctx context.Context, out *testWriter, c *call, acct sto
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, stopped(ctx)
+				return nil, out.stopped(ctx)
 			}
-			return nil, fmt.Errorf("the answer broke off: %w", err)
+			return nil, out.errorf("the answer broke off: %v", err)
 		}
 		body = c.bodyOut(decoded(resp.Header, body))
-		out.printf("%s", answerText(acct.Platform, body))
+		out.answer(answerText(acct.Platform, body))
 		_, tk, reported = c.d.bodyUsage(body)
 	}
-	counts := "no token counts reported"
-	if reported {
-		counts = fmt.Sprintf("%d input / %d output tokens", tk.Input, tk.Output)
-		if cw := tk.CacheWrite5m + tk.CacheWrite1h; tk.CacheRead > 0 || cw > 0 {
-			counts += fmt.Sprintf(", %d cache read / %d cache write", tk.CacheRead, cw)
-		}
+	var counts string
+	cw := tk.CacheWrite5m + tk.CacheWrite1h
+	switch {
+	case !reported:
+		counts = out.say("no token counts reported")
+	case tk.CacheRead > 0 || cw > 0:
+		counts = out.say("%d input / %d output tokens, %d cache read / %d cache write", tk.Input, tk.Output, tk.CacheRead, cw)
+	default:
+		counts = out.say("%d input / %d output tokens", tk.Input, tk.Output)
 	}
-	out.printf("\n✓ %d in %s, %s (a test: not recorded as usage)\n", resp.StatusCode, seconds(time.Since(start)), counts)
+	out.printf("\n✓ %d in %s, %s (a test: not recorded as usage)\n", resp.StatusCode, out.seconds(time.Since(start)), counts)
 	return nil, nil
 }
 
@@ -295,7 +320,7 @@ func (r *Relay) testStream(ctx context.Context, out *testWriter, c *call, resp *
 	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		zr, err := gzip.NewReader(resp.Body)
 		if err != nil {
-			return pricing.Tokens{}, false, fmt.Errorf("the answer is not readable: %w", err)
+			return pricing.Tokens{}, false, out.errorf("the answer is not readable: %v", err)
 		}
 		body = zr
 	}
@@ -309,18 +334,18 @@ func (r *Relay) testStream(ctx context.Context, out *testWriter, c *call, resp *
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return pricing.Tokens{}, false, stopped(ctx)
+				return pricing.Tokens{}, false, out.stopped(ctx)
 			}
-			return pricing.Tokens{}, false, fmt.Errorf("the stream broke off: %w", err)
+			return pricing.Tokens{}, false, out.errorf("the stream broke off: %v", err)
 		}
 		su.Observe(ev)
 		if o, isErr := c.d.streamError(r.now(), ev, resp.Header, c); isErr {
-			return pricing.Tokens{}, false, errors.New("the upstream reported an error in the stream: " + o.Reason)
+			return pricing.Tokens{}, false, out.errorf("the upstream reported an error in the stream: %s", o.Reason)
 		}
 		if c.d.final(ev) {
 			finished = true
 		}
-		out.printf("%s", deltaText(c.platform, ev))
+		out.answer(deltaText(c.platform, ev))
 	}
 	_, tk, reported := su.Usage()
 	if c.platform == store.PlatformGemini {
@@ -329,7 +354,7 @@ func (r *Relay) testStream(ctx context.Context, out *testWriter, c *call, resp *
 		finished = reported
 	}
 	if !finished {
-		return pricing.Tokens{}, false, errors.New("the stream ended before the answer was complete")
+		return pricing.Tokens{}, false, out.errorf("the stream ended before the answer was complete")
 	}
 	return tk, reported, nil
 }
@@ -419,24 +444,43 @@ func (r *Relay) accountSecrets(acct store.Account) []string {
 	return s
 }
 
-// stopped says why a test ended before the upstream finished.
-func stopped(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return errors.New("the test ran out of time before the upstream finished")
-	}
-	return errors.New("the test was stopped before the upstream finished")
-}
-
 // testTimeFormat shows a cooldown's end in the test's output (TIMEZONE).
 const testTimeFormat = "2006-01-02 15:04:05 MST"
 
-func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
-
 // testWriter is the test's output: every write, and the final error, has
-// the account's secrets replaced, however the text came to hold them.
+// the account's secrets replaced, however the text came to hold them. Its
+// words are say's (TestAccountSaying).
 type testWriter struct {
 	w       io.Writer
+	say     func(format string, args ...any) string
 	secrets []string
+}
+
+// stopped says why a test ended before the upstream finished.
+func (t *testWriter) stopped(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return t.errorf("the test ran out of time before the upstream finished")
+	}
+	return t.errorf("the test was stopped before the upstream finished")
+}
+
+func (t *testWriter) seconds(d time.Duration) string { return t.say("%.1f s", d.Seconds()) }
+
+// cooldownKind names a cooldown kind. Each is a format of its own, so
+// say can word it; in English it is the kind's identifier, as an
+// account's status shows it in the CLI and the JSON API.
+func (t *testWriter) cooldownKind(k store.CooldownKind) string {
+	switch k {
+	case store.CooldownTransient:
+		return t.say("cooling_down")
+	case store.CooldownRateLimited:
+		return t.say("rate_limited")
+	case store.CooldownCredentialDead:
+		return t.say("credential_dead")
+	case store.CooldownBlocked:
+		return t.say("blocked")
+	}
+	return string(k)
 }
 
 // minSecret is the length below which a string is not scrubbed: no real
@@ -461,10 +505,26 @@ func (t *testWriter) clean(s string) string {
 	return s
 }
 
+// printf writes a line of the test's own, in say's words.
 func (t *testWriter) printf(format string, args ...any) {
-	if s := t.clean(fmt.Sprintf(format, args...)); s != "" {
+	if s := t.clean(t.say(format, args...)); s != "" {
 		io.WriteString(t.w, s)
 	}
+}
+
+// answer writes text of the upstream's answer as it is: the model's words,
+// not the test's.
+func (t *testWriter) answer(text string) {
+	if s := t.clean(text); s != "" {
+		io.WriteString(t.w, s)
+	}
+}
+
+// errorf is a failure of the test in say's words. It takes %v, not %w:
+// the error is only ever shown, and say formats like fmt.Sprintf, which
+// has no %w.
+func (t *testWriter) errorf(format string, args ...any) error {
+	return errors.New(t.say(format, args...))
 }
 
 // scrub returns err with its text cleaned, nil for nil.

@@ -2,9 +2,15 @@ package relay
 
 import (
 	"context"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -181,8 +187,19 @@ func (e *testEnv) googleCredential(t *testing.T, ep oauth.GoogleEndpoints) oauth
 // neither shows any credential the account ever had.
 func (e *testEnv) run(t *testing.T, ctx context.Context, id store.AccountID) (string, error) {
 	t.Helper()
+	return e.runSaying(t, ctx, id, nil)
+}
+
+// runSaying is run in say's words; nil is TestAccount's English.
+func (e *testEnv) runSaying(t *testing.T, ctx context.Context, id store.AccountID, say func(string, ...any) string) (string, error) {
+	t.Helper()
 	var out strings.Builder
-	err := e.relay.TestAccount(ctx, id, &out)
+	var err error
+	if say == nil {
+		err = e.relay.TestAccount(ctx, id, &out)
+	} else {
+		err = e.relay.TestAccountSaying(ctx, id, &out, say)
+	}
 	text := out.String()
 	if err != nil {
 		text += "\nerror: " + err.Error()
@@ -540,4 +557,170 @@ func TestAccountTestModel(t *testing.T) {
 	if got := gjson.GetBytes(last(t, e.anth.Requests()).Body, "model").String(); got != "claude-sonnet-4-5-20250929" {
 		t.Fatalf("upstream asked for %q", got)
 	}
+}
+
+// TestAccountTestSpeaksThroughSay: every word the test writes or fails
+// with is say's, the answer's own text aside, so the console can render
+// all of it in the page's language; and what say makes is scrubbed of the
+// account's secrets like the rest, even when a translation moves an
+// argument to another place.
+func TestAccountTestSpeaksThroughSay(t *testing.T) {
+	e := newTestEnv(t, fakeupstream.Options{})
+	ctx := context.Background()
+	// say marks what it makes and, as a translation that reorders the
+	// arguments might, shows them first.
+	say := func(format string, args ...any) string {
+		return "⟦" + fmt.Sprint(args...) + " | " + fmt.Sprintf(format, args...) + "⟧"
+	}
+	reply := fakeupstream.ReplyText(3)
+	// check: out is say's words around the answer (the start of it, for
+	// a test that failed), and the error is say's alone.
+	check := func(name string, out string, err error, answer string, failed bool) {
+		t.Helper()
+		if failed != (err != nil) {
+			t.Fatalf("%s: error %v, want failed=%v\n%s", name, err, failed, out)
+		}
+		if got := unmarked(out); got != answer && (!failed || !strings.HasPrefix(answer, got)) {
+			t.Errorf("%s: the output has words that are not say's: %q\n%s", name, got, out)
+		}
+		if err != nil && unmarked(err.Error()) != "" {
+			t.Errorf("%s: the error has words that are not say's: %q", name, err)
+		}
+	}
+
+	out, err := e.runSaying(t, ctx, "claude-key", say)
+	check("streamed", out, err, reply, false)
+	if !strings.Contains(out, "input / ") || !strings.Contains(out, "→ claude-haiku-4-5 via claude-key") {
+		t.Errorf("say did not get the test's lines:\n%s", out)
+	}
+
+	e.anth.Push(fakeupstream.Fault{Status: 200, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: `{"type":"message","model":"claude-haiku-4-5","content":[{"type":"text","text":"hello there"}],"usage":{"input_tokens":4,"output_tokens":2}}`})
+	out, err = e.runSaying(t, ctx, "claude-key", say)
+	check("whole answer", out, err, "hello there", false)
+
+	// The key quoted back is an argument, which this say repeats: it is
+	// scrubbed in both places (runSaying fails on any trace of it).
+	e.anth.Push(fakeupstream.Fault{Status: 401,
+		Body: `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key ` + claudeKey + `"}}`})
+	out, err = e.runSaying(t, ctx, "claude-key", say)
+	check("401", out, err, "", true)
+	if strings.Count(err.Error(), "invalid x-api-key [redacted]") != 2 {
+		t.Errorf("the quoted key is not scrubbed where say put it: %v", err)
+	}
+
+	e.anth.Push(fakeupstream.Fault{Status: 429, Header: http.Header{"Retry-After": {"120"}}})
+	out, err = e.runSaying(t, ctx, "claude-key", say)
+	check("429", out, err, "", true)
+	if !strings.Contains(err.Error(), "relayed traffic would rest") {
+		t.Errorf("429: %v", err)
+	}
+
+	e.anth.Push(fakeupstream.Fault{CutAfterEvents: 3})
+	out, err = e.runSaying(t, ctx, "claude-key", say)
+	check("cut", out, err, reply, true)
+
+	e.anth.Push(fakeupstream.Fault{Status: 401})
+	out, err = e.runSaying(t, ctx, "claude-setup", say)
+	check("refreshed", out, err, reply, false)
+	if !strings.Contains(out, "trying once more") {
+		t.Errorf("no retry after the refused token:\n%s", out)
+	}
+
+	out, err = e.runSaying(t, ctx, "acc_nope", say)
+	check("unknown", out, err, "", true)
+
+	a, _ := e.st.GetAccount(ctx, "claude-key")
+	a.Disabled = true
+	a.Options.Models = map[string]string{"claude-sonnet-4-5": "claude-sonnet-4-5-20250929"}
+	if err := e.st.UpdateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.SetCooldown(ctx, "claude-oauth", store.CooldownRateLimited, time.Now().Add(time.Hour), "rate limited: quota"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = e.runSaying(t, ctx, "claude-key", say)
+	check("disabled, renamed", out, err, reply, false)
+	if !strings.Contains(out, "sent as") || !strings.Contains(out, "disabled") {
+		t.Errorf("say did not get the note or the model's name:\n%s", out)
+	}
+	out, err = e.runSaying(t, ctx, "claude-oauth", say)
+	check("resting", out, err, reply, false)
+	if !strings.Contains(out, "| rate_limited⟧") {
+		t.Errorf("the cooldown's kind is not say's:\n%s", out)
+	}
+
+	e.anth.Push(fakeupstream.Fault{Hang: true})
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	out, err = e.runSaying(t, short, "claude-key", say)
+	check("timed out", out, err, "", true)
+}
+
+// unmarked is s without the ⟦…⟧ TestAccountTestSpeaksThroughSay's say
+// makes (nested ones included).
+func unmarked(s string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range s {
+		switch {
+		case r == '⟦':
+			depth++
+		case r == '⟧':
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestAccountTestWordsAreFormats: every sentence in accounttest.go is the
+// format of a printf, errorf or say call, so none reaches the output
+// around say: not one returned as it is, made by fmt or errors.New, or
+// glued together with +. With the console's test that every such format
+// has a translation (internal/web i18n_formats_test.go), this keeps the
+// console's test page in its language. The prompt is the one exception:
+// the model reads it, the admin does not.
+func TestAccountTestWordsAreFormats(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "accounttest.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[*ast.BasicLit]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.CallExpr:
+			if sel, ok := x.Fun.(*ast.SelectorExpr); ok && len(x.Args) > 0 &&
+				(sel.Sel.Name == "printf" || sel.Sel.Name == "errorf" || sel.Sel.Name == "say") {
+				if lit, ok := x.Args[0].(*ast.BasicLit); ok {
+					allowed[lit] = true
+				}
+			}
+		case *ast.ValueSpec:
+			if len(x.Names) == 1 && x.Names[0].Name == "testPrompt" {
+				allowed[x.Values[0].(*ast.BasicLit)] = true
+			}
+		}
+		return true
+	})
+	if len(allowed) < 20 {
+		t.Fatalf("found only %d formats; the scan is broken", len(allowed))
+	}
+	// A sentence is a quoted literal with two words in it, as opposed to
+	// a path, a header name ("Bearer "), a time layout or a JSON body
+	// (`…`).
+	words := regexp.MustCompile(`[A-Za-z]\s+[a-z]|[a-z]\s+[A-Za-z]`)
+	ast.Inspect(f, func(n ast.Node) bool {
+		lit, ok := n.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING || strings.HasPrefix(lit.Value, "`") || allowed[lit] {
+			return true
+		}
+		s, _ := strconv.Unquote(lit.Value)
+		if words.MatchString(s) {
+			t.Errorf("%s: %s is not a format of printf, errorf or say, so say never sees it", fset.Position(lit.Pos()), lit.Value)
+		}
+		return true
+	})
 }
