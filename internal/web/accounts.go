@@ -97,8 +97,14 @@ func init() {
 // it arrives (text, not raw SSE). The error says what failed in words safe
 // to show an admin: no credential, token or proxy password. The console
 // flushes w after every write, so each write reaches the page at once.
+//
+// The tester's own words (not the answer's text) and its error are made
+// by say from an English format and its arguments; the console's say
+// renders the formats in the page's language (i18n_formats.go), whose
+// tests read the formats from internal/relay/accounttest.go.
+// *relay.Relay is the tester crs serve installs.
 type AccountTester interface {
-	TestAccount(ctx context.Context, id store.AccountID, w io.Writer) error
+	TestAccountSaying(ctx context.Context, id store.AccountID, w io.Writer, say func(format string, args ...any) string) error
 }
 
 // SetAccountTester installs the account tester; nil (the default) hides the
@@ -341,7 +347,7 @@ func (c *Console) accountTest(w http.ResponseWriter, r *http.Request, v *view) {
 	io.WriteString(out, v.T("acct.test.start", a.Name))
 	tctx, tcancel := context.WithTimeout(r.Context(), acctTestTimeout)
 	defer tcancel()
-	if err := c.tester.TestAccount(tctx, id, out); err != nil {
+	if err := c.tester.TestAccountSaying(tctx, id, out, v.say); err != nil {
 		io.WriteString(out, v.T("acct.test.failed", err.Error()))
 		return
 	}

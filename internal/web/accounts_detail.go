@@ -100,7 +100,7 @@ func (c *Console) accountDetail(w http.ResponseWriter, r *http.Request, v *view)
 				}
 			}
 		case errors.As(err, &inv):
-			d.QuotaError = v.T("acct.detail.quota_failed", inv.Reason)
+			d.QuotaError = v.T("acct.detail.quota_failed", invalidReason(v, inv))
 		case errors.As(err, &oe):
 			d.QuotaError = v.T("acct.detail.quota_failed", oe.Error())
 		default:

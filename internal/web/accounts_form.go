@@ -98,7 +98,7 @@ func acctInt(v *view, r *http.Request, field string, def int) (int, error) {
 func acctFormError(v *view, err error) string {
 	var inv *admin.InvalidError
 	if errors.As(err, &inv) {
-		return v.T("error.invalid", inv.Field, inv.Reason)
+		return invalidText(v, inv)
 	}
 	return ""
 }

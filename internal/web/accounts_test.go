@@ -21,14 +21,16 @@ import (
 )
 
 // fakeTester stands in for the relay's account test: it records the
-// accounts it was asked about and does what run says.
+// accounts it was asked about and does what run says, in English (the
+// relay's words in Chinese are TestAccountTestSpeaksChinese's, with the
+// real relay).
 type fakeTester struct {
 	mu    sync.Mutex
 	calls []store.AccountID
 	run   func(ctx context.Context, w io.Writer) error
 }
 
-func (f *fakeTester) TestAccount(ctx context.Context, id store.AccountID, w io.Writer) error {
+func (f *fakeTester) TestAccountSaying(ctx context.Context, id store.AccountID, w io.Writer, _ func(string, ...any) string) error {
 	f.mu.Lock()
 	f.calls = append(f.calls, id)
 	run := f.run
@@ -290,7 +292,7 @@ func TestAccountAddAPIKey(t *testing.T) {
 	}
 	bad.Set("priority", "0")
 	status, _, body = e.post("/web/accounts/new", bad)
-	if status != http.StatusBadRequest || !strings.Contains(body, `id="acct-form-error"`) || !strings.Contains(body, "priority:") ||
+	if status != http.StatusBadRequest || !strings.Contains(body, `id="acct-form-error"`) || !strings.Contains(body, "Priority: ") ||
 		!strings.Contains(body, `value="oai main"`) || strings.Contains(body, "sk-proj-secret123") {
 		t.Fatalf("bad priority: %d\n%.2000s", status, body)
 	}
@@ -300,7 +302,7 @@ func TestAccountAddAPIKey(t *testing.T) {
 	}
 	bad.Set("priority", "7")
 	bad.Set("platform", "droid")
-	if status, _, body := e.post("/web/accounts/new", bad); status != http.StatusBadRequest || !strings.Contains(body, "platform:") {
+	if status, _, body := e.post("/web/accounts/new", bad); status != http.StatusBadRequest || !strings.Contains(body, "Platform: ") {
 		t.Fatalf("droid: %d\n%.1000s", status, body)
 	}
 	if as, _ := e.svc.ListAccounts(ctx); len(as) != 0 {
@@ -381,7 +383,9 @@ func TestAccountEdit(t *testing.T) {
 		t.Fatalf("after clearing: %+v", got)
 	}
 
-	// Bad input: the form again with the field named; nothing changes.
+	// Bad input: the form again with the field named by its label;
+	// nothing changes.
+	labels := map[string]string{"models": "Models", "daily_quota": "Daily quota", "priority": "Priority", "max_concurrency": "Max concurrent requests", "base_url": "Base URL"}
 	for field, val := range map[string]string{"models": "bad model", "daily_quota": "lots", "priority": "101", "max_concurrency": "-1", "base_url": "ftp://x"} {
 		bad := url.Values{}
 		for k, v := range form {
@@ -389,7 +393,7 @@ func TestAccountEdit(t *testing.T) {
 		}
 		bad.Set(field, val)
 		status, _, body := e.post(editPath, bad)
-		if status != http.StatusBadRequest || !strings.Contains(body, field+":") || !strings.Contains(body, `id="acct-edit-form"`) {
+		if status != http.StatusBadRequest || !strings.Contains(body, labels[field]+": ") || !strings.Contains(body, `id="acct-edit-form"`) {
 			t.Errorf("bad %s: %d\n%.1500s", field, status, regexp.MustCompile(`(?s)<p class="error".*?</p>`).FindString(body))
 		}
 	}
@@ -506,12 +510,12 @@ func TestAccountOAuthWizard(t *testing.T) {
 		t.Errorf("start without csrf: %d", status)
 	}
 	bad := url.Values{"csrf": {tok}, "platform": {"claude"}, "proxy": {"ftp://nope"}, "priority": {"9"}}
-	if status, _, body := e.post("/web/accounts/oauth", bad); status != http.StatusBadRequest || !strings.Contains(body, "proxy:") || !strings.Contains(body, `id="oauth-start-form"`) {
+	if status, _, body := e.post("/web/accounts/oauth", bad); status != http.StatusBadRequest || !strings.Contains(body, "Proxy: ") || !strings.Contains(body, `id="oauth-start-form"`) {
 		t.Fatalf("bad proxy: %d", status)
 	}
 	bad.Set("proxy", "")
 	bad.Set("platform", "droid")
-	if status, _, body := e.post("/web/accounts/oauth", bad); status != http.StatusBadRequest || !strings.Contains(body, "platform:") {
+	if status, _, body := e.post("/web/accounts/oauth", bad); status != http.StatusBadRequest || !strings.Contains(body, "Platform: ") {
 		t.Fatalf("bad platform: %d", status)
 	}
 
@@ -557,7 +561,7 @@ func TestAccountOAuthWizard(t *testing.T) {
 	}
 	// The session is spent.
 	status, _, body = e.post("/web/accounts/oauth/finish", finish)
-	if status != http.StatusBadRequest || !strings.Contains(body, "session_id:") {
+	if status != http.StatusBadRequest || !strings.Contains(body, "Onboarding session: ") {
 		t.Fatalf("reused session: %d", status)
 	}
 

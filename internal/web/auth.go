@@ -74,7 +74,7 @@ func (c *Console) changePassword(w http.ResponseWriter, r *http.Request, v *view
 	token, expires, err := c.o.API.ChangePassword(r.Context(), v.token, cur, next)
 	var inv *admin.InvalidError
 	if errors.As(err, &inv) {
-		c.render(w, r, v, http.StatusBadRequest, "password", passwordPage{Error: v.T("error.invalid", inv.Field, inv.Reason)})
+		c.render(w, r, v, http.StatusBadRequest, "password", passwordPage{Error: invalidText(v, inv)})
 		return
 	}
 	if err != nil {

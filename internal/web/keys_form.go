@@ -232,7 +232,7 @@ func keysReadForm(r *http.Request) keysForm {
 }
 
 // keysBad is a form field the console itself refuses, in the view's
-// language (the service's own reasons are English).
+// language: an InvalidError without a format, shown as it is.
 func keysBad(field, reason string) error { return &admin.InvalidError{Field: field, Reason: reason} }
 
 // policy turns the form into a patch that sets every policy field.
@@ -439,7 +439,7 @@ func keysFieldLabel(v *view, field string) string {
 	case "service_rates":
 		return v.T("keys.f.service_rates")
 	}
-	return field
+	return fieldLabel(v, field)
 }
 
 // keysFormPageFor fills the choices of the form around f.
@@ -513,7 +513,7 @@ func (c *Console) keysShowForm(w http.ResponseWriter, r *http.Request, v *view, 
 			c.fail(w, r, v, formErr)
 			return
 		}
-		d.Error = v.T("keys.err.field", keysFieldLabel(v, inv.Field), inv.Reason)
+		d.Error = v.T("keys.err.field", keysFieldLabel(v, inv.Field), invalidReason(v, inv))
 		d.Invalid[inv.Field] = true
 	}
 	c.render(w, r, v, status, "keys_form", d)

@@ -105,7 +105,7 @@ func userError(v *view, err error) (int, string) {
 	var inv *admin.InvalidError
 	switch {
 	case asInvalid(err, &inv):
-		return http.StatusBadRequest, v.T("error.invalid", inv.Field, inv.Reason)
+		return http.StatusBadRequest, invalidText(v, inv)
 	case isNotFound(err):
 		return http.StatusNotFound, v.T("error.not_found")
 	}

@@ -93,7 +93,7 @@ func (c *Console) settingsChannelAdd(w http.ResponseWriter, r *http.Request, v *
 	var inv *admin.InvalidError
 	switch {
 	case errors.As(err, &inv):
-		c.renderSettings(w, r, v, http.StatusBadRequest, settingsPage{Form: form, ChannelError: v.T("error.invalid", inv.Field, inv.Reason)})
+		c.renderSettings(w, r, v, http.StatusBadRequest, settingsPage{Form: form, ChannelError: invalidText(v, inv)})
 		return
 	case settingsConflict(err):
 		c.renderSettings(w, r, v, http.StatusConflict, settingsPage{Form: form, ChannelError: v.T("settings.channel.taken")})

@@ -267,11 +267,11 @@ func TestSettingsChannels(t *testing.T) {
 	// Refused input keeps the form's harmless fields and says why.
 	bad := url.Values{"csrf": {csrf}, "type": {"webhook"}, "name": {"ops2"}, "url": {"ftp://example.com/x"}, "lang": {"en"}}
 	status, _, body = e.post("/web/settings/channels", bad)
-	if status != http.StatusBadRequest || !strings.Contains(body, `id="channel-error">url: `) || !strings.Contains(body, `value="ops2"`) {
+	if status != http.StatusBadRequest || !strings.Contains(body, `id="channel-error">URL: `) || !strings.Contains(body, `value="ops2"`) {
 		t.Errorf("bad URL: %d\n%s", status, usageBetween(body, `id="channel-error"`, "</p>"))
 	}
 	bad = url.Values{"csrf": {csrf}, "type": {"webhook"}, "name": {"ops3"}, "url": {hook.URL}, "events": {"nonsense"}}
-	if status, _, body = e.post("/web/settings/channels", bad); status != http.StatusBadRequest || !strings.Contains(body, "events: ") {
+	if status, _, body = e.post("/web/settings/channels", bad); status != http.StatusBadRequest || !strings.Contains(body, "Events: ") {
 		t.Errorf("bad events: %d", status)
 	}
 	if status, _, body = e.post("/web/settings/channels", form); status != http.StatusConflict || !strings.Contains(body, "A channel with this name exists.") {
