@@ -52,7 +52,7 @@ func (s *Service) channelStore() notify.ChannelStore {
 func channelErr(err error) error {
 	var inv *notify.InvalidError
 	if errors.As(err, &inv) {
-		return invalid(inv.Field, "%s", inv.Reason)
+		return &InvalidError{Field: inv.Field, Reason: inv.Reason, Format: inv.Format, Args: inv.Args}
 	}
 	return err
 }

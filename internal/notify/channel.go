@@ -96,12 +96,19 @@ func (c Channel) Wants(k Kind) bool {
 type InvalidError struct {
 	Field  string
 	Reason string
+	// Format and Args made Reason, kept so the web console can render it
+	// in the page's language (admin.InvalidError has the same; the
+	// console's tests read every format here).
+	Format string
+	Args   []any
 }
 
 func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
 
+// invalid refuses a channel field; format must be a string literal, for
+// the console's completeness test.
 func invalid(field, format string, args ...any) error {
-	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...), Format: format, Args: args}
 }
 
 // Normalize trims the channel's fields, fills defaults and checks that

@@ -26,9 +26,8 @@ import (
 // but some are English written by yet another package (a URL parser's or
 // the model-list parser's complaint, an upstream's error, a transport
 // error): those arrive whole, as "%s" or "%v", and stay English inside a
-// Chinese sentence. The channel checks of internal/notify are the same:
-// admin passes their reasons on already formatted, so only their field
-// gets a Chinese label.
+// Chinese sentence. The channel checks of internal/notify keep their
+// format too, and admin passes it on.
 
 // formatsZH is the Chinese of each English format, with the same verbs;
 // a translation may reorder the arguments with explicit indexes (%[2]s).
@@ -70,6 +69,31 @@ var formatsZH = map[string]string{
 	"must not be empty; it is printed by the start step":                                  "不能为空；它在开始步骤中给出",
 	"want a JSON object or a string holding one":                                          "需要 JSON 对象，或内容为 JSON 对象的字符串",
 	"must be given: the contents of ~/.claude/.credentials.json":                          "必须提供：~/.claude/.credentials.json 的内容",
+
+	// internal/notify: alert channels (admin passes them on).
+	"at most 100 characters on one line":                            "最多 100 个字符，且只能有一行",
+	"want en or zh-CN, got %q":                                      "应为 en 或 zh-CN，实际为 %q",
+	"unknown event %q (known: %s)":                                  "未知事件 %q（可用：%s）",
+	"the %s webhook URL is required":                                "必须填写 %s 的 Webhook URL",
+	"the bot token (from @BotFather) is required":                   "必须填写机器人令牌（从 @BotFather 获取）",
+	"the chat to post to is required":                               "必须填写要发送到的聊天",
+	"the Bark device key is required":                               "必须填写 Bark 设备密钥",
+	"must not be empty (one of %s)":                                 "不能为空（可选：%s）",
+	"unknown channel type %q (one of %s)":                           "未知的渠道类型 %q（可选：%s）",
+	"SMTP settings belong to smtp channels only":                    "只有 smtp 渠道才有 SMTP 设置",
+	"only telegram channels have a chat":                            "只有 telegram 渠道才有聊天",
+	"only telegram and bark channels have a token":                  "只有 telegram 和 bark 渠道才有令牌",
+	"only webhook, dingtalk and feishu channels sign with a secret": "只有 webhook、dingtalk 和 feishu 渠道使用签名密钥",
+	"the SMTP server is required":                                   "必须填写 SMTP 服务器",
+	"want a host name or address without port (use smtp_port)":      "应为不带端口的主机名或地址（端口请填 smtp_port）",
+	"want 1–65535, got %d":                                          "应为 1–65535，实际为 %d",
+	"give both the SMTP user and password, or neither":              "SMTP 用户名和密码要么都填，要么都不填",
+	"the sender address is required":                                "必须填写发件人地址",
+	"not an e-mail address: %v":                                     "不是有效的电子邮件地址：%v",
+	"at least one recipient is required":                            "至少需要一个收件人",
+	"%q is not an e-mail address":                                   "%q 不是有效的电子邮件地址",
+	"smtp channels have no URL (use smtp_host)":                     "smtp 渠道没有 URL（请填写 smtp_host）",
+	"want an http:// or https:// URL":                               "应为 http:// 或 https:// 开头的 URL",
 
 	// internal/admin: the JSON API's bodies.
 	"empty; want a JSON object":             "为空；需要 JSON 对象",

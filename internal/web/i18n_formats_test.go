@@ -21,8 +21,7 @@ import (
 // TestEveryValidationReasonHasChinese: every invalid(field, format, …)
 // call of internal/admin has a Chinese rendering of its format, with the
 // same arguments, and a label in both languages for every field it can
-// name, including the fields of notify's channel checks, which admin
-// passes on.
+// name; and so for notify's channel checks, which admin passes on.
 func TestEveryValidationReasonHasChinese(t *testing.T) {
 	src := readSource(t, "../admin")
 	// Fields the scan cannot follow to a string literal, and why each is
@@ -31,8 +30,6 @@ func TestEveryValidationReasonHasChinese(t *testing.T) {
 	unresolved := map[string]string{
 		"decode: typ.Field": "a field of the JSON body, named by the client; only the JSON API decodes bodies",
 		"decode: f":         "a field the JSON body has that no request knows: it has no label by definition",
-		"channelErr: inv.Field": "a field of notify's channel checks; those are collected from internal/notify below " +
-			"(their reasons arrive formatted, so they stay English: notify keeps no format)",
 	}
 	calls := src.invalidCalls(t)
 	if len(calls) < 80 {
@@ -70,6 +67,11 @@ func TestEveryValidationReasonHasChinese(t *testing.T) {
 		t.Fatalf("found only %d invalid(…) calls in internal/notify; the scan is broken", len(notifyCalls))
 	}
 	for _, c := range notifyCalls {
+		if zh, ok := formatsZH[c.format]; ok {
+			checkSameArgs(t, c.pos, c.format, zh)
+		} else {
+			t.Errorf("%s: no Chinese for %q", c.pos, c.format)
+		}
 		for _, f := range c.fields {
 			fields[f] = c.pos
 		}
@@ -111,8 +113,10 @@ func TestEveryAccountTestLineHasChinese(t *testing.T) {
 // translation behind.
 func TestFormatsZHHasNoStrays(t *testing.T) {
 	known := accountTestFormats(t)
-	for _, c := range readSource(t, "../admin").invalidCalls(t) {
-		known[c.format] = c.pos
+	for _, dir := range []string{"../admin", "../notify"} {
+		for _, c := range readSource(t, dir).invalidCalls(t) {
+			known[c.format] = c.pos
+		}
 	}
 	for en := range formatsZH {
 		if _, ok := known[en]; !ok {
@@ -221,7 +225,11 @@ func (s *source) invalidCalls(t *testing.T) []invalidCall {
 						out = append(out, c)
 					}
 				case *ast.CompositeLit:
-					if id, ok := n.Type.(*ast.Ident); ok && id.Name == "InvalidError" && (fn == nil || fn.Name.Name != "invalid") {
+					// invalid builds them; admin's channelErr hands on
+					// notify's, format and all (the notify scan below
+					// checks those formats).
+					if id, ok := n.Type.(*ast.Ident); ok && id.Name == "InvalidError" &&
+						(fn == nil || (fn.Name.Name != "invalid" && fn.Name.Name != "channelErr")) {
 						t.Errorf("%s: an InvalidError built by hand keeps no format to translate; use invalid", s.fset.Position(n.Pos()))
 					}
 				}

@@ -270,6 +270,15 @@ func TestSettingsChannels(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(body, `id="channel-error">URL: `) || !strings.Contains(body, `value="ops2"`) {
 		t.Errorf("bad URL: %d\n%s", status, usageBetween(body, `id="channel-error"`, "</p>"))
 	}
+	// The same in Chinese: notify's reason, passed on by the service,
+	// reads in the page's language.
+	e.setLang(langZH)
+	status, _, body = e.post("/web/settings/channels", bad)
+	if msg := usageBetween(body, `id="channel-error"`, "</p>"); status != http.StatusBadRequest ||
+		!strings.Contains(msg, "URL：应为 http:// 或 https:// 开头的 URL") {
+		t.Errorf("bad URL in Chinese: %d %s", status, msg)
+	}
+	e.setLang(langEN)
 	bad = url.Values{"csrf": {csrf}, "type": {"webhook"}, "name": {"ops3"}, "url": {hook.URL}, "events": {"nonsense"}}
 	if status, _, body = e.post("/web/settings/channels", bad); status != http.StatusBadRequest || !strings.Contains(body, "Events: ") {
 		t.Errorf("bad events: %d", status)
