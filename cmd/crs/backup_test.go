@@ -19,6 +19,7 @@ func keyNamesIn(t *testing.T, dir string) string {
 // runs, is refused a restore until the server stops, then restores and
 // finds the data as it was at the backup, with the replaced database kept.
 func TestBackupWhileServingAndRestore(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := newDataDir(t)
 	createKey(t, dir, "before-backup")
@@ -65,6 +66,7 @@ func TestBackupWhileServingAndRestore(t *testing.T) {
 }
 
 func TestBackupRestoreRefusals(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	empty := t.TempDir()
 	fails(t, 1, "no database at", "backup", filepath.Join(t.TempDir(), "b.db"), "--data-dir", empty)
@@ -93,6 +95,7 @@ func TestBackupRestoreRefusals(t *testing.T) {
 // TestRestoreOntoANewMachine restores into a DATA_DIR that does not exist
 // yet, as on a fresh machine.
 func TestRestoreOntoANewMachine(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	old := newDataDir(t)
 	createKey(t, old, "moved")
@@ -113,6 +116,7 @@ func TestRestoreOntoANewMachine(t *testing.T) {
 // a DATA_DIR that belongs to the service's user leaves files that user can
 // open.
 func TestRestoreAsRootKeepsTheOwner(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}

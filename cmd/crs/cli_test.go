@@ -15,13 +15,16 @@ import (
 	"github.com/crs-relay/crs/internal/store"
 )
 
-// isolate clears the variables the CLI reads, so the machine running the
-// tests cannot change their outcome.
+// isolate makes sure the machine running the tests cannot change their
+// outcome: none of cliVars may be set. TestMain cleared them and tests
+// restore what they set. It checks rather than clears, because t.Setenv
+// would keep every test that calls it from running in parallel.
 func isolate(t *testing.T) {
 	t.Helper()
-	for _, v := range []string{"DATA_DIR", "ENCRYPTION_KEY", "JWT_SECRET", "PORT", "HOST", "LOG_LEVEL",
-		"TIMEZONE", "TRUST_PROXY", "CLAUDE_API_URL", "ADMIN_USERNAME", "ADMIN_PASSWORD", "REQUEST_MAX_SIZE_MB"} {
-		t.Setenv(v, "")
+	for _, v := range cliVars {
+		if val, ok := os.LookupEnv(v); ok {
+			t.Fatalf("%s=%q is set: TestMain clears it, and a test that sets it must use t.Setenv", v, val)
+		}
 	}
 }
 
@@ -140,6 +143,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestKeysCommands(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := t.TempDir()
 	d := []string{"--data-dir", dir}
@@ -243,6 +247,7 @@ func TestKeysCommands(t *testing.T) {
 }
 
 func TestAccountsCommands(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := t.TempDir()
 	d := []string{"--data-dir", dir}
@@ -363,6 +368,7 @@ func TestAccountsCommands(t *testing.T) {
 }
 
 func TestUsageCommand(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := t.TempDir()
 	d := []string{"--data-dir", dir}
@@ -438,6 +444,7 @@ func TestUsageCommand(t *testing.T) {
 // database, its WAL, the generated secrets) for the relay key and the
 // upstream API key.
 func TestSecretsNeverStoredInPlaintext(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := t.TempDir()
 	var k struct{ Key string }
@@ -537,6 +544,7 @@ func keyJSON(t *testing.T, args ...string) map[string]json.RawMessage {
 }
 
 func TestKeyPolicyFlags(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := t.TempDir()
 	d := []string{"--data-dir", dir}
@@ -678,6 +686,7 @@ func TestKeyPolicyFlags(t *testing.T) {
 }
 
 func TestGroupsCommands(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := t.TempDir()
 	d := []string{"--data-dir", dir}

@@ -346,8 +346,10 @@ func clip(b []byte) string {
 // open to the same plaintext under the new key only, usage, its summary
 // and its rollups are equal, and the admin logs in with the old password.
 func TestExportImportBothWays(t *testing.T) {
+	t.Parallel()
 	for name, kind := range importTargets() {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			src := embedded(t, keyA)
 			nUsage := populate(t, src)
 			want := takeSnapshot(t, src)
@@ -420,12 +422,14 @@ func TestExportImportBothWays(t *testing.T) {
 // TestImportTwiceSkips re-runs an import: nothing is added twice, every
 // record is counted as already there, and the store is unchanged.
 func TestImportTwiceSkips(t *testing.T) {
+	t.Parallel()
 	src := embedded(t, keyA)
 	populate(t, src)
 	file := filepath.Join(t.TempDir(), "x.json")
 	src.ok(t, "", "export", "--out", file)
 	for name, kind := range importTargets() {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			dst := kind(t, keyB).with(sourceKeyVar, keyA)
 			dst.ok(t, "", "import", "--file", file)
 			before := takeSnapshot(t, dst)
@@ -451,6 +455,7 @@ func TestImportTwiceSkips(t *testing.T) {
 // TestImportSameKey needs no source key when the target's key is the
 // source's, and keeps the sealed values as they were.
 func TestImportSameKey(t *testing.T) {
+	t.Parallel()
 	src := embedded(t, keyA)
 	populate(t, src)
 	file := filepath.Join(t.TempDir(), "x.json")
@@ -491,6 +496,7 @@ func (d deployment) failsOn(t *testing.T, code int, want string, args ...string)
 // running embedded server are all refused with a clear reason, and
 // nothing is written.
 func TestImportRefusesBeforeWriting(t *testing.T) {
+	t.Parallel()
 	src := embedded(t, keyA)
 	populate(t, src)
 	dir := t.TempDir()
@@ -552,12 +558,16 @@ func TestImportRefusesBeforeWriting(t *testing.T) {
 	}
 }
 
-// TestExportLargeUsage moves 20 000 usage records into each target kind
-// and out again: export pages through them and prints progress, import
-// writes them in batches and prints progress, and the totals match. The
-// times are logged.
+// TestExportLargeUsage moves ten pages of usage records into each target
+// kind and out again: export pages through them and prints progress,
+// import writes them in batches and prints progress, and the totals match.
+// The times are logged.
 func TestExportLargeUsage(t *testing.T) {
-	const n = 20_000
+	t.Parallel()
+	// Ten pages is the fewest for which no export page (nor import batch)
+	// is more than a tenth of the total, so progress shows every tenth
+	// however fast the machine is; more records only take longer.
+	const n = 10 * usagePage
 	src := embedded(t, keyA)
 	e := src.open(t)
 	var st store.Store = e.Store
@@ -589,11 +599,12 @@ func TestExportLargeUsage(t *testing.T) {
 	want := usageTotals(t, src)
 	for name, kind := range importTargets() {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			dst := kind(t, keyB).with(sourceKeyVar, keyA)
 			start := time.Now()
 			out, errs := dst.ok(t, "", "import", "--file", file)
 			importTook := time.Since(start)
-			if !strings.Contains(out, "20000 usage records") {
+			if !strings.Contains(out, fmt.Sprintf("%d usage records", n)) {
 				t.Errorf("import summary: %q", out)
 			}
 			wantProgress(t, errs, "import: usage", n)
@@ -603,7 +614,7 @@ func TestExportLargeUsage(t *testing.T) {
 			if got.Count != n {
 				t.Fatalf("%d usage records arrived, want %d", got.Count, n)
 			}
-			sameSnapshot(t, "20 000 records", want, got)
+			sameSnapshot(t, fmt.Sprintf("%d records", n), want, got)
 			t.Logf("%d usage records: import into %s %v", n, name, importTook.Round(time.Millisecond))
 			if name == "embedded" {
 				return // its export was measured above
@@ -643,6 +654,7 @@ func wantProgress(t *testing.T, stderr, what string, n int) {
 // number of records sharing one millisecond: every record comes exactly
 // once, newest first.
 func TestEachUsagePageEdges(t *testing.T) {
+	t.Parallel()
 	d := embedded(t, keyA)
 	var st store.Store = d.open(t).Store
 	ctx := context.Background()

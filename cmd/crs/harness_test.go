@@ -132,9 +132,17 @@ func rawPost(t *testing.T, url, key, body string, hdr ...string) *http.Response 
 	return resp
 }
 
+// cliVars are the variables the CLI reads that the machine running the
+// tests may have set.
+var cliVars = []string{"DATA_DIR", "ENCRYPTION_KEY", "JWT_SECRET", "PORT", "HOST", "LOG_LEVEL", "TIMEZONE",
+	"TRUST_PROXY", "CLAUDE_API_URL", "ADMIN_USERNAME", "ADMIN_PASSWORD", "REQUEST_MAX_SIZE_MB"}
+
 func TestMain(m *testing.M) {
 	// The CLI reads the environment; keep the machine's out of the tests.
-	for _, k := range []string{"DATA_DIR", "ENCRYPTION_KEY", "JWT_SECRET", "ADMIN_PASSWORD", "PORT", "HOST"} {
+	// A test that needs a variable sets it with t.Setenv, which restores it
+	// when the test ends and keeps that test serial, so the parallel tests,
+	// which run after every serial one, all see this cleared environment.
+	for _, k := range cliVars {
 		os.Unsetenv(k)
 	}
 	os.Exit(m.Run())

@@ -68,6 +68,7 @@ func TestHealthcheck(t *testing.T) {
 // TestHealthcheckAgainstServe checks the command against the real server
 // and its real /health.
 func TestHealthcheckAgainstServe(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	s := startRelay(t, newDataDir(t), nil)
 	out := ok(t, "", "healthcheck", "--url", s.url)

@@ -51,6 +51,7 @@ func send(t *testing.T, url, key, path, body string, hdr ...string) answer {
 // type, machine code, retry headers). docs/limits.md describes the same
 // rows; internal/policy tests the order in finer detail.
 func TestKeyPoliciesThroughTheRelay(t *testing.T) {
+	t.Parallel()
 	up := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "pool"})
 	bound := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "bound"})
 	dir := newDataDir(t)
@@ -171,6 +172,7 @@ func TestKeyPoliciesThroughTheRelay(t *testing.T) {
 // expiry until its first message (count_tokens does not count), then
 // expires that long after it.
 func TestKeyActivationStartsAtFirstRealUse(t *testing.T) {
+	t.Parallel()
 	up := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
 	dir := newDataDir(t)
 	addAccount(t, dir, up, "a", 50)
@@ -262,6 +264,7 @@ func TestKeyConcurrencyHoldsAtTheUpstream(t *testing.T) {
 // TestUserStatsThroughTheServer: the key holder's page answers the usage
 // and limits of the key it is given, over the running server.
 func TestUserStatsThroughTheServer(t *testing.T) {
+	t.Parallel()
 	up := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
 	dir := newDataDir(t)
 	addAccount(t, dir, up, "a", 50)

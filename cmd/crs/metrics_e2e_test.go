@@ -19,6 +19,7 @@ import (
 // (which refuses a scrape without the token), and leaves a JSON access
 // line in LOG_DIR/crs.log naming the key and the account.
 func TestServeMetricsAndLogFile(t *testing.T) {
+	t.Parallel()
 	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 2})
 	dir := newDataDir(t)
 	acct := addAccount(t, dir, fake, "main", 50)

@@ -15,6 +15,7 @@ import (
 )
 
 func TestNotifyCommands(t *testing.T) {
+	t.Parallel()
 	isolate(t)
 	dir := t.TempDir()
 	with := func(args ...string) []string { return append(args, "--data-dir", dir) }

@@ -105,6 +105,7 @@ const claudeCodeBody = `{"model":"claude-opus-5-5","max_tokens":128000,"stream":
 // bearer token with the OAuth beta merged into the client's betas, the
 // account's identity in metadata.user_id, and never the relay key.
 func TestOAuthAccountServesClaudeCodeAndSDK(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	_, key := createKey(t, f.dir, "k")
 	srv := startRelay(t, f.dir, f.env)
@@ -162,6 +163,7 @@ func TestOAuthAccountServesClaudeCodeAndSDK(t *testing.T) {
 // rotates refresh tokens, so a second one would kill the account), and all
 // requests succeed.
 func TestOAuthExpiredTokenRefreshedOnce(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, 50*time.Millisecond)
 	time.Sleep(100 * time.Millisecond) // the onboarded token is now expired
 	f.oauth.SetAccessTTL(time.Hour)
@@ -195,6 +197,7 @@ func TestOAuthExpiredTokenRefreshedOnce(t *testing.T) {
 // credential_dead with the reason, the client gets an Anthropic-shaped
 // error, and later requests do not hammer the token endpoint.
 func TestOAuthRevokedAccountIsDeadNotLooped(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, 50*time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
 	f.oauth.Revoke(f.refresh)

@@ -48,6 +48,7 @@ func responseParams(text string) responses.ResponseNewParams {
 // (session-id) stays on its account; and a key without the openai
 // permission is refused in OpenAI's own error shape.
 func TestOpenAIPoolThroughTheRelay(t *testing.T) {
+	t.Parallel()
 	first := fakeupstream.StartOpenAI(t, fakeupstream.OpenAIOptions{Name: "first"})
 	second := fakeupstream.StartOpenAI(t, fakeupstream.OpenAIOptions{Name: "second"})
 	dir := newDataDir(t)
@@ -145,6 +146,7 @@ func addPoolIDByName(t *testing.T, dir, name string) string {
 // header) stay on the account that served the first, although the other
 // account would be next by least-recent use.
 func TestOpenAIStickySession(t *testing.T) {
+	t.Parallel()
 	a := fakeupstream.StartOpenAI(t, fakeupstream.OpenAIOptions{Name: "a"})
 	b := fakeupstream.StartOpenAI(t, fakeupstream.OpenAIOptions{Name: "b"})
 	dir := newDataDir(t)
@@ -172,6 +174,7 @@ func TestOpenAIStickySession(t *testing.T) {
 // prompt/cached/candidates/thoughts; a refused key gets Google's error
 // shape.
 func TestGeminiPoolThroughTheRelay(t *testing.T) {
+	t.Parallel()
 	first := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{Name: "first"})
 	second := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{Name: "second"})
 	dir := newDataDir(t)
@@ -242,21 +245,29 @@ func TestGeminiPoolThroughTheRelay(t *testing.T) {
 	}
 }
 
-// onboard runs `crs accounts oauth start --platform p` and `finish` with
-// the code approve gives for the auth URL, and returns the account id.
-func onboard(t *testing.T, dir, platform string, approve func(authURL string) string) string {
+// onboard runs `crs accounts oauth start --platform p` and `finish` on
+// dir with env (the OAuth endpoints) set, with the code approve gives for
+// the auth URL, and returns the account id. env goes to the commands, not
+// the process, so the test can run in parallel.
+func onboard(t *testing.T, dir string, env map[string]string, platform string, approve func(authURL string) string) string {
 	t.Helper()
+	d := deployment{name: platform, vars: map[string]string{"DATA_DIR": dir}}
+	for k, v := range env {
+		d = d.with(k, v)
+	}
 	var st struct {
 		SessionID string `json:"session_id"`
 		AuthURL   string `json:"auth_url"`
 	}
-	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "oauth", "start", "--platform", platform, "--json"), &st)
+	out, _ := d.ok(t, "", "accounts oauth start", "--platform", platform, "--json")
+	testkit.MustJSON(t, out, &st)
 	var acct struct {
 		ID       string
 		Platform string
 		Type     string
 	}
-	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "oauth", "finish", st.SessionID, "--code", approve(st.AuthURL), "--json"), &acct)
+	out, _ = d.ok(t, "", "accounts oauth finish", st.SessionID, "--code", approve(st.AuthURL), "--json")
+	testkit.MustJSON(t, out, &acct)
 	if acct.Platform != platform || acct.Type != "oauth" {
 		t.Fatalf("onboarded %+v", acct)
 	}
@@ -277,15 +288,13 @@ func queryOf(t *testing.T, raw string) (challenge, state string) {
 // through the Codex backend: bearer token and chatgpt-account-id upstream,
 // store:false forced, the relay key nowhere.
 func TestCodexSubscriptionThroughTheRelay(t *testing.T) {
+	t.Parallel()
 	o := fakeupstream.StartOpenAIOAuth(t)
 	codex := fakeupstream.StartOpenAI(t, fakeupstream.OpenAIOptions{OAuth: o, Name: "codex"})
 	dir := newDataDir(t)
 	env := map[string]string{"OPENAI_OAUTH_AUTHORIZE_URL": o.AuthorizeURL(), "OPENAI_OAUTH_TOKEN_URL": o.TokenURL(),
 		"CODEX_API_URL": codex.CodexURL()}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	id := onboard(t, dir, "openai", func(authURL string) string {
+	id := onboard(t, dir, env, "openai", func(authURL string) string {
 		ch, st := queryOf(t, authURL)
 		return fakeupstream.OpenAIRedirectURI + "?code=" + o.IssueCode(ch, st) + "&state=" + st
 	})
@@ -325,15 +334,13 @@ func TestCodexSubscriptionThroughTheRelay(t *testing.T) {
 // native request too, wrapped for Code Assist and unwrapped on the way
 // back.
 func TestGeminiCodeAssistThroughTheRelay(t *testing.T) {
+	t.Parallel()
 	g := fakeupstream.StartGoogleOAuth(t)
 	ca := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{OAuth: g, Name: "ca"})
 	dir := newDataDir(t)
 	env := map[string]string{"GOOGLE_OAUTH_AUTHORIZE_URL": g.AuthorizeURL(), "GOOGLE_OAUTH_TOKEN_URL": g.TokenURL(),
 		"CODE_ASSIST_API_URL": ca.URL()}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	onboard(t, dir, "gemini", func(authURL string) string {
+	onboard(t, dir, env, "gemini", func(authURL string) string {
 		ch, _ := queryOf(t, authURL)
 		return g.IssueCode(ch)
 	})
@@ -377,6 +384,7 @@ func TestGeminiCodeAssistThroughTheRelay(t *testing.T) {
 // Gemini shows all three in `crs accounts list`, in `crs usage`, and on the
 // key holder's stats page; a Gemini conversation stays on its account.
 func TestOneKeyAllThreePools(t *testing.T) {
+	t.Parallel()
 	claude := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
 	oa := fakeupstream.StartOpenAI(t, fakeupstream.OpenAIOptions{})
 	gA := fakeupstream.StartGemini(t, fakeupstream.GeminiOptions{Name: "ga"})

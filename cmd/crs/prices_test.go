@@ -207,6 +207,7 @@ func costUSD(t *testing.T, dir string) decimal.Decimal {
 // update` while the server runs prices the next request, without a
 // restart, and /metrics names it.
 func TestRunningServerUsesUpdatedPrices(t *testing.T) {
+	t.Parallel()
 	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
 	dir := newDataDir(t)
 	addAccount(t, dir, fake, "main", 50)

@@ -62,6 +62,7 @@ func claudeCodeHeaders(version string) []string {
 // limit shows in `accounts list --json` and later Opus requests skip the
 // first account without asking it.
 func TestOAuthFamilyLimitKeepsOtherFamiliesRoutable(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	other := fakeupstream.StartAnthropic(t, fakeupstream.Options{OAuth: f.oauth, Deltas: 2, Name: "other"})
 	f.addOAuthAccount(t, "acct-b", 90, func(a *store.Account) { a.BaseURL = other.URL() })
@@ -107,6 +108,7 @@ func TestOAuthFamilyLimitKeepsOtherFamiliesRoutable(t *testing.T) {
 // Opus is exhausted, the client gets 529 with a Retry-After near the
 // earliest reset, at once, and Sonnet still works.
 func TestOAuthBothAccountsLimitedAnswersWithTheReset(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	_, key := createKey(t, f.dir, "k")
 	reset := time.Now().Add(2 * time.Hour)
@@ -182,6 +184,7 @@ func TestOAuthAutoPauseOnWarningAndResume(t *testing.T) {
 // by crs (stream and JSON) when the account asks for it, and reaches the
 // upstream when the option is switched off.
 func TestWarmupInterceptedWhenEnabled(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	cliRun(t, f.dir, "", "accounts", "update", string(f.account), "--intercept-warmup")
 	_, key := createKey(t, f.dir, "k")
@@ -220,6 +223,7 @@ func TestWarmupInterceptedWhenEnabled(t *testing.T) {
 // account (a clear 503 while nothing else can serve it; an API-key account
 // once there is one), and Claude Code still is.
 func TestClaudeCodeOnlyKeepsSubscriptionsForClaudeCode(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	_, key := createKey(t, f.dir, "k")
 	f.env["CLAUDE_CODE_ONLY"] = "true"
@@ -251,6 +255,7 @@ func TestClaudeCodeOnlyKeepsSubscriptionsForClaudeCode(t *testing.T) {
 // clients with 403 permission_error, serves Claude Code, and `keys
 // update --clients ""` lifts the restriction.
 func TestKeyClientsRestriction(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	var created admin.CreatedKey
 	testkit.MustJSON(t, cliRun(t, f.dir, "", "keys", "create", "--name", "cc", "--clients", "claude_code", "--json"), &created)
@@ -286,6 +291,7 @@ func TestKeyClientsRestriction(t *testing.T) {
 // TestPlanAwareRouting: a free plan gets no Opus; the same account still
 // serves Sonnet, and an Opus request goes to the Max account.
 func TestPlanAwareRouting(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	other := fakeupstream.StartAnthropic(t, fakeupstream.Options{OAuth: f.oauth, Deltas: 2, Name: "max"})
 	f.addOAuthAccount(t, "acct-free", 1, func(a *store.Account) { a.Plan = "free" })
@@ -313,6 +319,7 @@ func TestPlanAwareRouting(t *testing.T) {
 // what an account serves and renames models on the way upstream; a dated
 // variant of a listed name is covered.
 func TestAccountModelsAllowListAndMapping(t *testing.T) {
+	t.Parallel()
 	up := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
 	dir := newDataDir(t)
 	id := addAccount(t, dir, up, "mapped", 50)
@@ -409,6 +416,7 @@ func TestSerialQueueOneUserTurnAtATime(t *testing.T) {
 // Claude Code seen on every request (also an SDK's, also an older Claude
 // Code's), while an account without it passes Claude Code's own.
 func TestUnifiedUserAgent(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	cliRun(t, f.dir, "", "accounts", "update", string(f.account), "--unified-user-agent")
 	_, key := createKey(t, f.dir, "k")
@@ -440,6 +448,7 @@ func TestUnifiedUserAgent(t *testing.T) {
 // TestOAuthRefreshGoesThroughTheAccountProxy: the refresh of an expired
 // token, like the request itself, leaves through the account's proxy.
 func TestOAuthRefreshGoesThroughTheAccountProxy(t *testing.T) {
+	t.Parallel()
 	f := newOAuthFixture(t, time.Hour)
 	proxy := netxtest.StartHTTPProxy(t, "u", "p")
 	f.oauth.SetAccessTTL(50 * time.Millisecond)
@@ -448,8 +457,10 @@ func TestOAuthRefreshGoesThroughTheAccountProxy(t *testing.T) {
 	cliRun(t, f.dir, "", "accounts", "disable", string(f.account))
 	time.Sleep(100 * time.Millisecond) // the proxied account's token is now expired
 	_, key := createKey(t, f.dir, "k")
-	srv := startRelay(t, f.dir, f.env)
+	// Counted before the start: the server's sweep at start finds the
+	// token due too, and either it or the request refreshes, once.
 	refreshesBefore := f.oauth.RefreshCalls()
+	srv := startRelay(t, f.dir, f.env)
 	if code, body, _ := post(t, srv.url, key, messagesBody("claude-sonnet-4-5", "x")); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
@@ -541,6 +552,7 @@ func runCLI(t *testing.T, dir string, args ...string) (string, string) {
 // counts toward it (the counters start empty and are seeded from the
 // stored usage), and the next account takes over.
 func TestAccountDailyQuota(t *testing.T) {
+	t.Parallel()
 	capped := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "capped"})
 	other := fakeupstream.StartAnthropic(t, fakeupstream.Options{Name: "other"})
 	dir := newDataDir(t)
@@ -582,6 +594,7 @@ func TestAccountDailyQuota(t *testing.T) {
 // TestAccountsAddTakesOptions: the per-account options can be given when
 // the account is added, and are refused there like on update.
 func TestAccountsAddTakesOptions(t *testing.T) {
+	t.Parallel()
 	dir := newDataDir(t)
 	var v admin.AccountView
 	testkit.MustJSON(t, cliRun(t, dir, "", "accounts", "add", "--platform", "claude", "--type", "api-key", "--name", "a",
@@ -608,6 +621,7 @@ func TestAccountsAddTakesOptions(t *testing.T) {
 // removed (the key would serve nothing); the refusal names the key, and
 // once the key is rebound the account goes.
 func TestBoundAccountIsNotRemoved(t *testing.T) {
+	t.Parallel()
 	up := fakeupstream.StartAnthropic(t, fakeupstream.Options{})
 	dir := newDataDir(t)
 	id := addAccount(t, dir, up, "a", 50)

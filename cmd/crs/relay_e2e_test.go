@@ -27,6 +27,7 @@ import (
 // SDK, stream and non-stream, and checks the reply, and that each call left
 // exactly one usage record carrying all five token classes and a cost.
 func TestStreamAndNonStreamRecordUsageOnce(t *testing.T) {
+	t.Parallel()
 	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{APIKeys: []string{"sk-ant-main"}, Deltas: 4,
 		Usage: fakeupstream.Usage{Input: 1000, Output: 500, CacheWrite5m: 200, CacheWrite1h: 100, CacheRead: 4000}})
 	dir := newDataDir(t)
@@ -147,6 +148,7 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 // TestNoSwitchAfterFirstByte: once content flowed, a cut upstream ends the
 // client's stream with an error event; no other account is tried.
 func TestNoSwitchAfterFirstByte(t *testing.T) {
+	t.Parallel()
 	first := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 10})
 	second := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 10})
 	dir := newDataDir(t)
@@ -178,6 +180,7 @@ func TestNoSwitchAfterFirstByte(t *testing.T) {
 // TestStickySession: a conversation stays on its account; another
 // conversation takes the least recently used one.
 func TestStickySession(t *testing.T) {
+	t.Parallel()
 	a := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
 	b := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
 	dir := newDataDir(t)
@@ -332,6 +335,7 @@ func TestCLIChangesReachRunningServerWithin2s(t *testing.T) {
 // TestRequestErrors: malformed JSON, oversized bodies, no account, every
 // account cooling down; each in Anthropic's error shape.
 func TestRequestErrors(t *testing.T) {
+	t.Parallel()
 	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
 	dir := newDataDir(t)
 	acct := addAccount(t, dir, fake, "a", 50)
@@ -368,12 +372,19 @@ func TestRequestErrors(t *testing.T) {
 		t.Fatalf("while cooling the relay still called upstream (%d) or gave no Retry-After", fake.MessageCount())
 	}
 	cliRun(t, dir, "", "accounts", "disable", acct)
-	time.Sleep(1500 * time.Millisecond)
-	resp := rawPost(t, url, key, `{"model":"claude-opus-x","max_tokens":5,"messages":[]}`)
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 503 || !strings.Contains(string(b), "claude") || !strings.Contains(string(b), "claude-opus-x") {
-		t.Fatalf("no account: %d %s", resp.StatusCode, b)
+	// The server answers 529 for the cooling account until it has reloaded
+	// the disabled one; then there is no account at all.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp := rawPost(t, url, key, `{"model":"claude-opus-x","max_tokens":5,"messages":[]}`)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 529 && time.Now().Before(deadline) {
+			continue
+		}
+		if resp.StatusCode != 503 || !strings.Contains(string(b), "claude") || !strings.Contains(string(b), "claude-opus-x") {
+			t.Fatalf("no account: %d %s", resp.StatusCode, b)
+		}
+		break
 	}
 }
 
@@ -381,6 +392,7 @@ func TestRequestErrors(t *testing.T) {
 // as sent (unknown fields, role:"system" inside messages, new shapes), and
 // the upstream's SSE bytes reach the client unchanged.
 func TestPassThroughIsByteExact(t *testing.T) {
+	t.Parallel()
 	stream := "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-opus-5-5\",\"content\":[],\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\r\n\r\n" +
 		": a comment line\n\n" +
 		"event: ping\ndata: {\"type\": \"ping\"}\n\n" +
@@ -415,6 +427,7 @@ func TestPassThroughIsByteExact(t *testing.T) {
 
 // TestLocalEndpointsHealthAndHead covers what needs no upstream.
 func TestLocalEndpointsHealthAndHead(t *testing.T) {
+	t.Parallel()
 	dir := newDataDir(t)
 	_, key := createKey(t, dir, "k")
 	srv := startRelay(t, dir, nil)
@@ -462,6 +475,7 @@ func TestLocalEndpointsHealthAndHead(t *testing.T) {
 // TestAccountProxies: accounts reach their upstream through their own
 // HTTP or SOCKS5 proxy, with credentials.
 func TestAccountProxies(t *testing.T) {
+	t.Parallel()
 	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 2})
 	httpProxy := netxtest.StartHTTPProxy(t, "hu", "hp")
 	socks := netxtest.StartSOCKS5(t, "su", "sp")
@@ -479,12 +493,15 @@ func TestAccountProxies(t *testing.T) {
 		t.Fatal("request did not go through the HTTP proxy")
 	}
 	cliRun(t, dir, "", "accounts", "disable", viaHTTP)
-	time.Sleep(1500 * time.Millisecond)
-	if _, err := testkit.Stream(ctx, c, testkit.Params("b")); err != nil {
-		t.Fatal(err)
-	}
-	if socks.Count() == 0 {
-		t.Fatal("request did not go through the SOCKS5 proxy")
+	// Until the server has reloaded the disabled account, requests still
+	// go through the HTTP proxy; every one must succeed.
+	for deadline := time.Now().Add(5 * time.Second); socks.Count() == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("request did not go through the SOCKS5 proxy")
+		}
+		if _, err := testkit.Stream(ctx, c, testkit.Params("b")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Credentials never appear in the listing.
 	if out := cliRun(t, dir, "", "accounts", "list", "--json"); strings.Contains(out, "hp") && strings.Contains(out, "hu:hp") || strings.Contains(out, ":sp@") {
@@ -494,6 +511,7 @@ func TestAccountProxies(t *testing.T) {
 
 // TestFirstStartWritesInitJSONAndRejectsBadConfig covers the first start.
 func TestFirstStartWritesInitJSONAndRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	dir := newDataDir(t)
 	srv := startRelay(t, dir, map[string]string{"ADMIN_USERNAME": "root", "ADMIN_PASSWORD": "s3cret-pass"})
 	st, err := os.Stat(filepath.Join(dir, "init.json"))
@@ -601,6 +619,7 @@ func TestPprofOnItsOwnListener(t *testing.T) {
 // relay keys working (they are plain SHA-256 hashes) while sealed
 // credentials can no longer be opened.
 func TestClaudeAPIURLAndKeyRotation(t *testing.T) {
+	t.Parallel()
 	fake := fakeupstream.StartAnthropic(t, fakeupstream.Options{APIKeys: []string{"sk-ant-default"}, Deltas: 1})
 	dir := newDataDir(t)
 	cliRun(t, dir, "sk-ant-default\n", "accounts", "add", "--platform", "claude", "--type", "api-key",
@@ -654,6 +673,7 @@ func TestClaudeAPIURLAndKeyRotation(t *testing.T) {
 // TestTimezoneSetsDailyBoundaries: TIMEZONE decides which day a record's
 // usage counts for.
 func TestTimezoneSetsDailyBoundaries(t *testing.T) {
+	t.Parallel()
 	dir := newDataDir(t)
 	vars := map[string]string{"DATA_DIR": dir, "TIMEZONE": "Asia/Shanghai"}
 	e, err := openEnv(context.Background(), "", func(k string) string { return vars[k] })
@@ -683,6 +703,7 @@ func (u urlOf) URL() string { return string(u) }
 // disabled" parks the account until an admin resets it, and the request
 // still succeeds on another account.
 func TestBlockedOrganizationIsNeverScheduledAgain(t *testing.T) {
+	t.Parallel()
 	banned := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
 	good := fakeupstream.StartAnthropic(t, fakeupstream.Options{Deltas: 1})
 	dir := newDataDir(t)

@@ -12,6 +12,7 @@ import (
 // records older than USAGE_RETENTION_DAYS at start, and keeps newer ones
 // and the totals.
 func TestServeRemovesOldUsage(t *testing.T) {
+	t.Parallel()
 	dir := newDataDir(t)
 	ctx := context.Background()
 	e, err := openEnv(ctx, dir, func(string) string { return "" })
