@@ -88,6 +88,12 @@ type sessions struct {
 	dummy []byte
 }
 
+// dummyHash is a bcrypt hash at bcryptCost of a password nobody types,
+// made once rather than on every start: comparing against it costs what
+// comparing against the admin's hash does, which is all it is for, and
+// hashing it anew cost each start (and each test server) a second of CPU.
+const dummyHash = "$2a$10$a4iHRpRfyz3agKramcYH5u/PbOoUSVfAKwQ6X2nNwrxG.ROijJhky"
+
 // login checks the credentials and creates a session.
 func (s *sessions) login(ctx context.Context, username, password string) (token string, expires time.Time, err error) {
 	adm, err := s.st.GetAdmin(ctx)

@@ -402,3 +402,16 @@ func TestInvalidErrorKeepsItsFormat(t *testing.T) {
 		t.Errorf("format %q with %v does not make the reason %q", inv.Format, inv.Args, inv.Reason)
 	}
 }
+
+// TestDummyHashCostsWhatTheAdminsDoes: the stored timing equaliser is a
+// valid hash at the cost new admin hashes get, so a wrong username takes
+// as long as a wrong password.
+func TestDummyHashCostsWhatTheAdminsDoes(t *testing.T) {
+	cost, err := bcrypt.Cost([]byte(dummyHash))
+	if err != nil || cost != bcryptCost {
+		t.Fatalf("dummyHash cost %d, %v; want %d", cost, err, bcryptCost)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(dummyHash), []byte("crs timing equaliser")) != nil {
+		t.Error("dummyHash is not the hash of its password")
+	}
+}
