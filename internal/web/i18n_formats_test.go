@@ -38,15 +38,7 @@ func TestEveryValidationReasonHasChinese(t *testing.T) {
 	fields := map[string]string{} // field → where it is named
 	seen := map[string]bool{}
 	for _, c := range calls {
-		if c.format == "" {
-			t.Errorf("%s: the format is not a string literal, so it cannot be translated", c.pos)
-			continue
-		}
-		if zh, ok := formatsZH[c.format]; ok {
-			checkSameArgs(t, c.pos, c.format, zh)
-		} else {
-			t.Errorf("%s: no Chinese for %q", c.pos, c.format)
-		}
+		checkChinese(t, c.pos, c.format)
 		for _, f := range c.fields {
 			fields[f] = c.pos
 		}
@@ -67,11 +59,7 @@ func TestEveryValidationReasonHasChinese(t *testing.T) {
 		t.Fatalf("found only %d invalid(…) calls in internal/notify; the scan is broken", len(notifyCalls))
 	}
 	for _, c := range notifyCalls {
-		if zh, ok := formatsZH[c.format]; ok {
-			checkSameArgs(t, c.pos, c.format, zh)
-		} else {
-			t.Errorf("%s: no Chinese for %q", c.pos, c.format)
-		}
+		checkChinese(t, c.pos, c.format)
 		for _, f := range c.fields {
 			fields[f] = c.pos
 		}
@@ -99,13 +87,24 @@ func TestEveryAccountTestLineHasChinese(t *testing.T) {
 		t.Fatalf("found only %d formats in the account test; the scan is broken", len(formats))
 	}
 	for format, pos := range formats {
-		zh, ok := formatsZH[format]
-		if !ok {
-			t.Errorf("%s: no Chinese for %q", pos, format)
-			continue
-		}
-		checkSameArgs(t, pos, format, zh)
+		checkChinese(t, pos, format)
 	}
+}
+
+// checkChinese fails unless the format found at pos is a literal with a
+// Chinese rendering that takes the same arguments.
+func checkChinese(t *testing.T, pos, format string) {
+	t.Helper()
+	if format == "" {
+		t.Errorf("%s: the format is not a string literal, so it cannot be translated", pos)
+		return
+	}
+	zh, ok := formatsZH[format]
+	if !ok {
+		t.Errorf("%s: no Chinese for %q", pos, format)
+		return
+	}
+	checkSameArgs(t, pos, format, zh)
 }
 
 // TestFormatsZHHasNoStrays: every Chinese rendering is of a format one of
