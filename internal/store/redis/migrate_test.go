@@ -206,7 +206,7 @@ func BenchmarkMigrateDerivedRollups(b *testing.B) {
 		hours = append(hours, start.Add(time.Duration(h)*time.Hour).UnixMilli())
 	}
 	for d := range 365 {
-		days = append(days, s.dayStart(start.AddDate(0, 0, d)))
+		days = append(days, store.FloorDay(start.AddDate(0, 0, d).UnixMilli(), s.loc))
 	}
 	write(store.Hourly, hours)
 	write(store.Daily, days)

@@ -392,7 +392,8 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 		}
 		idents[ident] = true
 		n++
-		hour, day := hourStart(r.CreatedAt), s.dayStart(r.CreatedAt)
+		ms := r.CreatedAt.UnixMilli()
+		hour, day := store.FloorHour(ms), store.FloorDay(ms, s.loc)
 		args = append(args, ident, encodeRecord(r), r.CreatedAt.UnixMilli(),
 			dimsOf(r.KeyID, r.AccountID, r.Model), dimsOf("", r.AccountID, r.Model), dimsOf(r.KeyID, "", ""),
 			at(s.usageIndex("", "")), at(s.usageIndex(r.KeyID, "")),
@@ -424,16 +425,6 @@ func (s *Store) InsertUsage(ctx context.Context, recs []store.UsageRecord) (int,
 		return 0, fmt.Errorf("redis: insert usage: %w", err)
 	}
 	return added, nil
-}
-
-// hourStart is the start of t's UTC hour, in ms.
-func hourStart(t time.Time) int64 { return t.UTC().Truncate(time.Hour).UnixMilli() }
-
-// dayStart is midnight of t's day in the store's zone, in ms. Around a
-// DST change a day is 23 or 25 hours; time.Date picks the right instant.
-func (s *Store) dayStart(t time.Time) int64 {
-	y, m, d := t.In(s.loc).Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, s.loc).UnixMilli()
 }
 
 // zmin and zmax are sp's bounds for ZRANGEBYSCORE.

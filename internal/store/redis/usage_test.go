@@ -115,7 +115,7 @@ func TestSummarizeFromRollups(t *testing.T) {
 				case 1:
 					return t0.Truncate(time.Hour)
 				case 2:
-					return time.UnixMilli(s.dayStart(t0))
+					return time.UnixMilli(store.FloorDay(t0.UnixMilli(), s.loc))
 				}
 				return t0
 			}

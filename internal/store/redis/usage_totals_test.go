@@ -63,10 +63,10 @@ func bruteTotals(s *Store, recs []store.UsageRecord, f store.UsageFilter) totals
 			c.Add(r)
 			tot.models[r.Model] = c
 		}
-		if h := hourStart(r.CreatedAt); in(h) {
+		if h := store.FloorHour(r.CreatedAt.UnixMilli()); in(h) {
 			add(tot.hours, h, r)
 		}
-		if d := s.dayStart(r.CreatedAt); in(d) {
+		if d := store.FloorDay(r.CreatedAt.UnixMilli(), s.loc); in(d) {
 			add(tot.days, d, r)
 		}
 	}
@@ -148,7 +148,7 @@ func TestDerivedFamilySize(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hour, day := hourStart(usageBase), s.dayStart(usageBase)
+	hour, day := store.FloorHour(usageBase.UnixMilli()), store.FloorDay(usageBase.UnixMilli(), s.loc)
 	for _, c := range []struct {
 		hash string
 		want int64
