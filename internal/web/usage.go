@@ -3,7 +3,6 @@ package web
 import (
 	"cmp"
 	"context"
-	"errors"
 	"html"
 	"html/template"
 	"net/http"
@@ -375,7 +374,7 @@ func (c *Console) usageList(w http.ResponseWriter, r *http.Request, v *view) {
 	sf := store.UsageFilter{KeyID: u.f.KeyID, AccountID: u.f.AccountID, Model: u.f.Model, From: u.f.From, To: u.f.To}
 	d.StatusIgnored = u.f.Status != 0
 	models, err := c.o.Store.ModelTotals(ctx, sf)
-	if err != nil && !errors.Is(err, store.ErrFilterUnsupported) {
+	if err != nil {
 		c.fail(w, r, v, err)
 		return
 	}
