@@ -41,6 +41,15 @@ func genRecords(rng *rand.Rand, prefix string, n int) []store.UsageRecord {
 	return recs
 }
 
+// insertBatches stores recs with InsertUsage, n at a time.
+func insertBatches(t *testing.T, s store.Store, recs []store.UsageRecord, n int) {
+	t.Helper()
+	for i := 0; i < len(recs); i += n {
+		_, err := s.InsertUsage(t.Context(), recs[i:min(i+n, len(recs))])
+		must(t, err)
+	}
+}
+
 // usageKey is a record's identity.
 type usageKey struct {
 	requestID string
@@ -184,10 +193,7 @@ func testListUsage(t *testing.T, s store.Store) {
 func testSummarizeUsage(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	recs := genRecords(rand.New(rand.NewPCG(1, 2)), "sum", 300)
-	for i := 0; i < len(recs); i += 50 {
-		_, err := s.InsertUsage(ctx, recs[i:i+50])
-		must(t, err)
-	}
+	insertBatches(t, s, recs, 50)
 	for _, f := range []store.UsageFilter{
 		{},
 		{KeyID: "key-1"},

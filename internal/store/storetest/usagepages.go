@@ -345,10 +345,7 @@ func testPurgeUsage(t *testing.T, s store.Store) {
 	}
 	recs[old].CreatedAt = cut // exactly at the cutoff: kept
 	rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
-	for i := 0; i < len(recs); i += 500 {
-		_, err := s.InsertUsage(ctx, recs[i:min(i+500, len(recs))])
-		must(t, err)
-	}
+	insertBatches(t, s, recs, 500)
 	rollups := func() map[store.Granularity][]store.Rollup {
 		out := map[store.Granularity][]store.Rollup{}
 		for _, g := range []store.Granularity{store.Hourly, store.Daily} {

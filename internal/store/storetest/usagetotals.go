@@ -52,10 +52,7 @@ func modelTotals(recs []store.UsageRecord, f store.UsageFilter) map[string]store
 func testModelTotals(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	recs := genRecords(rand.New(rand.NewPCG(21, 22)), "mt", 400)
-	for i := 0; i < len(recs); i += 70 {
-		_, err := s.InsertUsage(ctx, recs[i:min(i+70, len(recs))])
-		must(t, err)
-	}
+	insertBatches(t, s, recs, 70)
 	for _, f := range totalsFilters() {
 		rows, err := s.ModelTotals(ctx, f)
 		must(t, err)
@@ -107,10 +104,7 @@ func trendTotals(recs []store.UsageRecord, f store.UsageFilter, bucket func(time
 func testTrend(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	recs := genRecords(rand.New(rand.NewPCG(23, 24)), "tr", 400)
-	for i := 0; i < len(recs); i += 90 {
-		_, err := s.InsertUsage(ctx, recs[i:min(i+90, len(recs))])
-		must(t, err)
-	}
+	insertBatches(t, s, recs, 90)
 	for _, g := range []struct {
 		g      store.Granularity
 		bucket func(time.Time) time.Time
